@@ -1,0 +1,1 @@
+"""Brand Alliance Exchange: the service (HTTP API, console, ledger, settlement, CLI)."""

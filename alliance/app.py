@@ -1,0 +1,97 @@
+"""The Litestar application factory: partner API (``/v1``), operator API (``/admin/v1``), operational
+endpoints and OpenAPI. Domains plug in by adding their controllers to the routers below."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar, Router
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+
+from alliance.audit.routes import AuditAdminController
+from alliance.brands.admin_routes import BrandAdminController
+from alliance.brands.routes import BrandSelfController
+from alliance.core.audit import provide_audit
+from alliance.core.auth import admin_guard, brand_guard, provide_admin, provide_caller
+from alliance.core.database import provide_db
+from alliance.core.logs import RequestContextMiddleware, configure_logging
+from alliance.core.problems import exception_handlers
+from alliance.core.settings import Settings, get_settings
+from alliance.db.session import create_engine, create_session_factory
+from alliance.ops.routes import health, ready
+
+__all__ = ["create_app"]
+
+API_VERSION = "0.1.0"
+
+
+class MetricsController(PrometheusController):
+    path = "/metrics"
+    include_in_schema = False
+
+
+def create_app(settings: Settings | None = None, *, configure_logs: bool = True) -> Litestar:
+    settings = settings or get_settings()
+    if configure_logs:
+        configure_logging(settings.log_format, settings.log_level)
+
+    @asynccontextmanager
+    async def database(app: Litestar) -> AsyncGenerator[None, None]:
+        engine = create_engine(settings.database_url, echo=settings.sql_echo)
+        app.state.engine = engine
+        app.state.session_factory = create_session_factory(engine)
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    partner_api = Router(
+        path="/v1",
+        guards=[brand_guard],
+        dependencies={"caller": Provide(provide_caller, sync_to_thread=False)},
+        route_handlers=[BrandSelfController],
+        security=[{"apiKey": []}],
+    )
+    admin_api = Router(
+        path="/admin/v1",
+        guards=[admin_guard],
+        dependencies={"operator": Provide(provide_admin, sync_to_thread=False)},
+        route_handlers=[BrandAdminController, AuditAdminController],
+        security=[{"apiKey": []}],
+    )
+    prometheus = PrometheusConfig(app_name="alliance", group_path=True, exclude=["/metrics"])
+    return Litestar(
+        route_handlers=[health, ready, MetricsController, partner_api, admin_api],
+        dependencies={
+            "db": Provide(provide_db),
+            "audit": Provide(provide_audit, sync_to_thread=False),
+        },
+        exception_handlers=exception_handlers,
+        middleware=[RequestContextMiddleware, prometheus.middleware],
+        lifespan=[database],
+        request_max_body_size=settings.max_body_bytes,
+        logging_config=None,
+        openapi_config=OpenAPIConfig(
+            title="Brand Alliance Exchange API",
+            version=API_VERSION,
+            description=(
+                "Partner API (`/v1`, bearer API key of a brand) and operator API (`/admin/v1`, operator key). "
+                "Errors are RFC 9457 problem+json with a stable `type`."
+            ),
+            path="/schema",
+            render_plugins=[JsonRenderPlugin(), SwaggerRenderPlugin()],
+            components=Components(
+                security_schemes={
+                    "apiKey": SecurityScheme(
+                        type="http", scheme="bearer", description="`Authorization: Bearer bax_...`"
+                    )
+                }
+            ),
+        ),
+        debug=False,
+    )

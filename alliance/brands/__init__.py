@@ -1,0 +1,1 @@
+"""Brands (alliance members), their API keys and suspension."""

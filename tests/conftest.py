@@ -1,0 +1,174 @@
+"""Shared fixtures: every database-backed test runs once per selected backend (SQLite, PostgreSQL).
+
+``--db sqlite,postgresql`` (the default) selects both. PostgreSQL is reached through
+``ALLIANCE_TEST_POSTGRES_URL`` (default: the local server with trust auth); each run creates a throwaway
+database and drops it at the end. A selected backend that cannot be reached is an error, not a skip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import pytest
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from alliance.app import create_app
+from alliance.core.settings import Settings
+from alliance.db.base import Base
+from alliance.db.migrate import migrate
+from alliance.db.session import create_engine, create_session_factory
+from tests.helpers import BrandHandle, make_admin_key, make_brand
+
+BACKENDS = ("sqlite", "postgresql")
+DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--db",
+        default=os.environ.get("ALLIANCE_TEST_DB", "sqlite,postgresql"),
+        help="comma-separated backends to run database tests on: sqlite, postgresql",
+    )
+
+
+def selected_backends(config: pytest.Config) -> list[str]:
+    chosen = [b.strip() for b in str(config.getoption("--db")).split(",") if b.strip()]
+    unknown = set(chosen) - set(BACKENDS)
+    if unknown:
+        raise pytest.UsageError(f"--db: unknown backend(s) {sorted(unknown)}; choose from {BACKENDS}")
+    return chosen
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "backend" in metafunc.fixturenames:
+        backends = selected_backends(metafunc.config)
+        metafunc.parametrize(
+            "backend",
+            [pytest.param(b, marks=getattr(pytest.mark, b)) for b in backends],
+            scope="session",
+        )
+
+
+def pg_admin_url() -> str:
+    return os.environ.get("ALLIANCE_TEST_POSTGRES_URL", DEFAULT_PG)
+
+
+async def _pg_admin(sql: str) -> None:
+    conn = await asyncpg.connect(pg_admin_url(), timeout=10)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def create_pg_database() -> str:
+    """A fresh, empty PostgreSQL database; returns its SQLAlchemy URL."""
+    name = f"bax_test_{os.getpid()}_{secrets.token_hex(3)}"
+    try:
+        asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise RuntimeError(
+            f"PostgreSQL is selected for the tests but cannot be reached at {pg_admin_url()!r} ({exc}). "
+            "Start it, set ALLIANCE_TEST_POSTGRES_URL, or run with --db sqlite."
+        ) from exc
+    base = pg_admin_url().rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
+    return f"{base}/{name}"
+
+
+def drop_pg_database(url: str) -> None:
+    name = url.rsplit("/", 1)[1]
+    asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@dataclass(frozen=True)
+class Database:
+    backend: str
+    url: str
+
+
+def fresh_database(backend: str, tmp_dir: Path) -> Database:
+    if backend == "sqlite":
+        path = tmp_dir / f"alliance-{secrets.token_hex(4)}.db"
+        return Database("sqlite", f"sqlite+aiosqlite:///{path}")
+    return Database("postgresql", create_pg_database())
+
+
+@pytest.fixture(scope="session")
+def database(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
+    """One migrated database per backend for the whole run; tests get it emptied (see ``app``)."""
+    db = fresh_database(backend, tmp_path_factory.mktemp(backend))
+    migrate(db.url)
+    yield db
+    if backend == "postgresql":
+        drop_pg_database(db.url)
+
+
+async def _empty_tables(factory: async_sessionmaker[AsyncSession]) -> None:
+    tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
+    async with factory() as session:
+        if session.bind.dialect.name == "postgresql":
+            await session.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+        else:
+            for table in tables:
+                await session.execute(text(f"DELETE FROM {table}"))
+        await session.commit()
+
+
+@pytest.fixture
+def settings(database: Database) -> Settings:
+    return Settings(database_url=database.url, auto_migrate=False)
+
+
+@pytest.fixture
+async def app(settings: Settings) -> Litestar:
+    return create_app(settings, configure_logs=False)
+
+
+@pytest.fixture
+async def sessions(settings: Settings) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """Sessions on the test's database, emptied first, for setting up and reading back state.
+
+    The app under test has its own engine: the test client runs the app on another event loop, and a
+    pooled connection must never cross loops.
+    """
+    engine = create_engine(settings.database_url)
+    factory = create_session_factory(engine)
+    await _empty_tables(factory)
+    yield factory
+    await engine.dispose()
+
+
+@pytest.fixture
+async def session(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    async with sessions() as db_session:
+        yield db_session
+
+
+@pytest.fixture
+async def client(app: Litestar, sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncTestClient[Litestar]]:
+    async with AsyncTestClient(app=app) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+async def brand_a(sessions: async_sessionmaker[AsyncSession]) -> BrandHandle:
+    return await make_brand(sessions, "Cotton Home 棉家", "home")
+
+
+@pytest.fixture
+async def brand_b(sessions: async_sessionmaker[AsyncSession]) -> BrandHandle:
+    return await make_brand(sessions, "Fresh Fruit 鲜果", "fruit")
+
+
+@pytest.fixture
+async def admin_headers(sessions: async_sessionmaker[AsyncSession]) -> dict[str, str]:
+    return await make_admin_key(sessions)
