@@ -65,14 +65,14 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
         security=[{"apiKey": []}],
     )
     prometheus = PrometheusConfig(app_name="alliance", group_path=True, exclude=["/metrics"])
-    return Litestar(
+    app = Litestar(
         route_handlers=[health, ready, MetricsController, partner_api, admin_api],
         dependencies={
             "db": Provide(provide_db),
             "audit": Provide(provide_audit, sync_to_thread=False),
         },
         exception_handlers=exception_handlers,
-        middleware=[RequestContextMiddleware, prometheus.middleware],
+        middleware=[prometheus.middleware],
         lifespan=[database],
         request_max_body_size=settings.max_body_bytes,
         logging_config=None,
@@ -95,3 +95,6 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
         ),
         debug=False,
     )
+    # Outermost, so that requests no route matches (404/405) get a request id and an access-log line too.
+    app.asgi_handler = RequestContextMiddleware(app.asgi_handler)
+    return app

@@ -219,7 +219,11 @@ def _parser() -> argparse.ArgumentParser:
     keys.add_argument("--label", default="")
     keys.set_defaults(func=cmd_brand_key)
 
-    admin_key = sub.add_parser("admin-key", parents=[common], help="create an operator key for /admin/v1")
+    admin_key = (
+        sub.add_parser("admin-key", help="operator keys for /admin/v1")
+        .add_subparsers(dest="admin_key_command", required=True)
+        .add_parser("add", parents=[common], help="create an operator key (printed once)")
+    )
     admin_key.add_argument("--label", default="")
     admin_key.set_defaults(func=cmd_admin_key)
     return parser

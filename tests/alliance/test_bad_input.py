@@ -69,5 +69,6 @@ async def test_bad_query_and_path_values(client: AsyncTestClient[Litestar], admi
     assert_problem(await client.get("/admin/v1/audit?limit=abc", headers=admin_headers), 400, "invalid-request")
     assert_problem(await client.get("/admin/v1/audit?limit=100000", headers=admin_headers), 400, "invalid-request")
     assert_problem(await client.get("/admin/v1/brands/brd_missing", headers=admin_headers), 404, "brand-not-found")
-    assert_problem(await client.get("/v1/nothing-here"), 404, "not-found")
+    unrouted = assert_problem(await client.get("/v1/nothing-here"), 404, "not-found")
+    assert unrouted["request_id"]
     assert_problem(await client.put("/health"), 405, "method-not-allowed")
