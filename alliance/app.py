@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 
-from litestar import Litestar, Router
+from litestar import Controller, Litestar, Router
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
@@ -28,6 +28,16 @@ from alliance.ops.routes import health, ready
 __all__ = ["create_app"]
 
 API_VERSION = "0.1.0"
+
+# Each domain adds its controllers here (one line each): the partner API under /v1 (brand key) and
+# the operator API under /admin/v1 (operator key). Guards on the routers authenticate every route.
+PARTNER_CONTROLLERS: list[type[Controller]] = [
+    BrandSelfController,
+]
+OPERATOR_CONTROLLERS: list[type[Controller]] = [
+    BrandAdminController,
+    AuditAdminController,
+]
 
 
 class MetricsController(PrometheusController):
@@ -54,14 +64,14 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
         path="/v1",
         guards=[brand_guard],
         dependencies={"caller": Provide(provide_caller, sync_to_thread=False)},
-        route_handlers=[BrandSelfController],
+        route_handlers=PARTNER_CONTROLLERS,
         security=[{"apiKey": []}],
     )
     admin_api = Router(
         path="/admin/v1",
         guards=[admin_guard],
         dependencies={"operator": Provide(provide_admin, sync_to_thread=False)},
-        route_handlers=[BrandAdminController, AuditAdminController],
+        route_handlers=OPERATOR_CONTROLLERS,
         security=[{"apiKey": []}],
     )
     prometheus = PrometheusConfig(app_name="alliance", group_path=True, exclude=["/metrics"])

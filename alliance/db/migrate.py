@@ -20,6 +20,7 @@ def alembic_config(database_url: str) -> Config:
     return config
 
 
-def migrate(database_url: str, revision: str = "head") -> None:
-    """Bring the schema up to ``revision``. Safe to run again: applied revisions are skipped."""
+def migrate(database_url: str, revision: str = "heads") -> None:
+    """Bring the schema up to ``revision`` (default: every head, so domain branches that have not been
+    merged yet are all applied). Safe to run again: applied revisions are skipped."""
     command.upgrade(alembic_config(database_url), revision)
