@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -15,18 +14,13 @@ import httpx
 import pytest
 
 from tests.conftest import Database
+from tests.procs import free_port, running_server
 
 ALLIANCE = [sys.executable, "-m", "alliance.cli"]
 
 
 def run_cli(args: list[str], env: dict[str, str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*ALLIANCE, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=120)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
@@ -38,32 +32,10 @@ def cli_env(database: Database) -> dict[str, str]:
 
 @pytest.fixture
 def server(cli_env: dict[str, str], tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """``alliance serve`` on a free port; yields its base URL and the file its logs go to."""
-    port = free_port()
+    """``alliance serve`` on a free port with JSON logs; yields its base URL and its log file."""
     log_path = tmp_path / "server.log"
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [*ALLIANCE, "serve", "--port", str(port), "--log-format", "json"],
-            env=cli_env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"server did not start:\n{log_path.read_text()}")
-            time.sleep(0.1)
+    with running_server(["serve", "--port", str(free_port()), "--log-format", "json"], cli_env, log_path) as base:
         yield base, log_path
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def test_cli_onboards_brands_and_manages_keys(cli_env: dict[str, str], sessions: object) -> None:
