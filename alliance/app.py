@@ -14,8 +14,11 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
 from alliance.audit.routes import AuditAdminController
+from alliance.benefits.routes import BenefitController, RedemptionController
 from alliance.brands.admin_routes import BrandAdminController
 from alliance.brands.routes import BrandSelfController
+from alliance.console.routes import console_router
+from alliance.contracts.routes import ContractAdminController, ContractController, SigningKeyController
 from alliance.core.audit import provide_audit
 from alliance.core.auth import admin_guard, brand_guard, provide_admin, provide_caller
 from alliance.core.database import provide_db
@@ -23,7 +26,20 @@ from alliance.core.logs import RequestContextMiddleware, configure_logging
 from alliance.core.problems import exception_handlers
 from alliance.core.settings import Settings, get_settings
 from alliance.db.session import create_engine, create_session_factory
+from alliance.ledger.routes import BalanceController, LedgerAdminController, LedgerController
+from alliance.ledger.sealer import ledger_sealer
+from alliance.matches.routes import MatchController, TaskController
 from alliance.ops.routes import health, ready
+from alliance.referrals.routes import ConversionController, ReferralController
+from alliance.segments.routes import SegmentController
+from alliance.settlement.routes import (
+    DisputeController,
+    ExchangeKeyController,
+    SettlementAdminController,
+    StatementController,
+)
+from alliance.webhooks.delivery import webhook_worker
+from alliance.webhooks.routes import WebhookController
 
 __all__ = ["create_app"]
 
@@ -33,10 +49,28 @@ API_VERSION = "0.1.0"
 # the operator API under /admin/v1 (operator key). Guards on the routers authenticate every route.
 PARTNER_CONTROLLERS: list[type[Controller]] = [
     BrandSelfController,
+    SegmentController,
+    MatchController,
+    TaskController,
+    BenefitController,
+    RedemptionController,
+    ReferralController,
+    ConversionController,
+    WebhookController,
+    SigningKeyController,
+    ContractController,
+    LedgerController,
+    BalanceController,
+    StatementController,
+    DisputeController,
+    ExchangeKeyController,
 ]
 OPERATOR_CONTROLLERS: list[type[Controller]] = [
     BrandAdminController,
     AuditAdminController,
+    ContractAdminController,
+    LedgerAdminController,
+    SettlementAdminController,
 ]
 
 
@@ -76,14 +110,14 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     )
     prometheus = PrometheusConfig(app_name="alliance", group_path=True, exclude=["/metrics"])
     app = Litestar(
-        route_handlers=[health, ready, MetricsController, partner_api, admin_api],
+        route_handlers=[health, ready, MetricsController, partner_api, admin_api, console_router(settings)],
         dependencies={
             "db": Provide(provide_db),
             "audit": Provide(provide_audit, sync_to_thread=False),
         },
         exception_handlers=exception_handlers,
         middleware=[prometheus.middleware],
-        lifespan=[database],
+        lifespan=[database, webhook_worker, ledger_sealer],  # workers need the database's session factory
         request_max_body_size=settings.max_body_bytes,
         logging_config=None,
         openapi_config=OpenAPIConfig(
@@ -105,6 +139,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
         ),
         debug=False,
     )
+    app.state.settings = settings  # read by handlers that need a setting (e.g. the alliance id)
     # Outermost, so that requests no route matches (404/405) get a request id and an access-log line too.
     app.asgi_handler = RequestContextMiddleware(app.asgi_handler)
     return app

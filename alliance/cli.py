@@ -183,6 +183,184 @@ def cmd_admin_key(args: argparse.Namespace) -> None:
     _print(key, args.json, f"operator key {key.key.id}\nkey (shown once, store it now): {key.secret}")
 
 
+def cmd_ledger_verify(args: argparse.Namespace) -> None:
+    from alliance.ledger.verify import verify_ledger
+
+    async def work(session: AsyncSession) -> Any:
+        return await verify_ledger(session, seal=not args.no_seal)
+
+    report = _run_db(_settings(args), work)
+    if report.ok:
+        _print(
+            report,
+            args.json,
+            f"ledger OK: {report.transactions} sealed transactions ({report.sealed_now} sealed now, "
+            f"{report.pending} pending), chain head seq {report.head_seq} {report.head_hash}",
+        )
+        return
+    problem = report.problem
+    where = []
+    if problem.transaction_id:
+        where.append(f"transaction {problem.transaction_id}" + (f" (seq {problem.seq})" if problem.seq else ""))
+    if problem.account:
+        where.append(f"account {problem.account} {problem.currency}")
+    if args.json:
+        _print(report, True, "")
+    raise CliError(f"ledger verification FAILED at {', '.join(where) or 'the ledger'}: {problem.reason}")
+
+
+def cmd_close(args: argparse.Namespace) -> None:
+    from alliance.core.audit import cli_audit_context
+    from alliance.settlement.service import close_month
+
+    settings = _settings(args)
+
+    async def work(session: AsyncSession) -> Any:
+        return await close_month(
+            session,
+            cli_audit_context(),
+            args.month,
+            key_file=settings.exchange_signing_key_file,
+            alliance_id=settings.alliance_id,
+        )
+
+    run = _run_db(settings, work)
+    state = "already closed" if run.already_closed else "closed"
+    _print(
+        run,
+        args.json,
+        f"{run.period} {state}: {run.transactions} transactions, {run.statements} statements, digest {run.digest}; "
+        f"later events of {run.period} post into {run.next_period}",
+    )
+
+
+def cmd_statement_verify(args: argparse.Namespace) -> None:
+    import base64
+    import binascii
+
+    from alliance.settlement.signing import StatementVerificationError, verify_statement_file
+
+    public_key = None
+    if args.public_key:
+        try:
+            text = args.public_key.strip()
+            public_key = bytes.fromhex(text) if len(text) == 64 else base64.b64decode(text, validate=True)
+        except (ValueError, binascii.Error):
+            raise CliError("--public-key must be 32 bytes as hex or base64") from None
+        if len(public_key) != 32:
+            raise CliError("--public-key must be 32 bytes as hex or base64")
+    with open(args.file, "rb") as handle:
+        content = handle.read()
+    try:
+        statement = verify_statement_file(content, public_key)
+    except StatementVerificationError as exc:
+        raise CliError(f"{args.file}: {exc}") from None
+    brand = statement.get("brand", {})
+    print(f"{args.file}: signature OK - statement {statement.get('period')} of {brand.get('name')} ({brand.get('id')})")
+
+
+def _read_new_password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        import getpass
+
+        if not sys.stdin.isatty():
+            raise CliError("no terminal to ask for the password on: pipe it in with --password-stdin")
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Password again: ") != password:
+            raise CliError("the two passwords differ")
+    if not password:
+        raise CliError("the password is empty")
+    return password
+
+
+def cmd_user_add(args: argparse.Namespace) -> None:
+    from alliance.console import service
+    from alliance.core.audit import cli_audit_context
+
+    settings = _settings(args)
+    password = _read_new_password(args)
+
+    async def work(session: AsyncSession) -> Any:
+        user = await service.create_user(session, cli_audit_context(), args.username, password, args.role)
+        return {"id": user.id, "username": user.username, "role": user.role}
+
+    user = _run_db(settings, work)
+    _print(user, args.json, f"console user {user['username']} ({user['role']}) created with id {user['id']}")
+
+
+def cmd_user_list(args: argparse.Namespace) -> None:
+    from alliance.console import service
+
+    async def work(session: AsyncSession) -> Any:
+        return [
+            {"id": u.id, "username": u.username, "role": u.role, "last_login_at": u.last_login_at}
+            for u in await service.list_users(session)
+        ]
+
+    users = _run_db(_settings(args), work)
+    lines = [f"{u['id']}  {u['role']:<8}  {u['username']}" for u in users]
+    _print(users, args.json, "\n".join(lines) if lines else "no console users yet: add one with `alliance user add`")
+
+
+def cmd_benefit_list(args: argparse.Namespace) -> None:
+    from alliance.benefits import service
+
+    async def work(session: AsyncSession) -> Any:
+        return await service.list_all_benefits(session, brand=args.brand, status=args.status)
+
+    benefits = _run_db(_settings(args), work)
+    lines = [
+        f"{b.id}  {b.status:<9}  {b.funding_brand_id}  {b.remaining_count}/{b.budget_count} left  "
+        f"{b.budget_amount - b.remaining_amount}/{b.budget_amount} {b.currency} spent  {b.name}"
+        for b in benefits
+    ]
+    _print(benefits, args.json, "\n".join(lines) if lines else "no benefits yet")
+
+
+def cmd_webhooks_deliver(args: argparse.Namespace) -> None:
+    from alliance.db.session import create_engine, create_session_factory
+    from alliance.webhooks.delivery import DeliveryWorker
+
+    settings = _settings(args)
+
+    async def runner() -> int:
+        engine = create_engine(settings.database_url)
+        try:
+            worker = DeliveryWorker(create_session_factory(engine))
+            if args.once:
+                return await worker.run_once()
+            await worker.run(asyncio.Event())  # until interrupted
+            return 0
+        finally:
+            await engine.dispose()
+
+    try:
+        attempts = asyncio.run(runner())
+    except KeyboardInterrupt:
+        return
+    print(f"{attempts} webhook delivery attempt(s) made")
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from alliance.demo.cli import run
+
+    fresh_file = None
+    if not args.database_url and not os.environ.get("ALLIANCE_DATABASE_URL"):
+        fresh_file = Path(args.demo_file).resolve()
+        args.database_url = f"sqlite+aiosqlite:///{fresh_file}"
+    settings = _settings(args)
+    from alliance.partner.client import PartnerError
+
+    try:
+        run(args, settings, fresh_file)
+    except (ValueError, RuntimeError, PartnerError) as exc:
+        raise CliError(f"demo: {exc}") from None
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="alliance", description="Brand Alliance Exchange: exchange-side commands")
     common = argparse.ArgumentParser(add_help=False)
@@ -226,6 +404,64 @@ def _parser() -> argparse.ArgumentParser:
     )
     admin_key.add_argument("--label", default="")
     admin_key.set_defaults(func=cmd_admin_key)
+
+    ledger = sub.add_parser("ledger", help="the settlement ledger").add_subparsers(dest="ledger_command", required=True)
+    verify = ledger.add_parser(
+        "verify",
+        parents=[common],
+        help="seal pending transactions, recompute the hash chain and balances; exit 1 naming the first bad row",
+    )
+    verify.add_argument("--no-seal", action="store_true", help="check only what is sealed already")
+    verify.set_defaults(func=cmd_ledger_verify)
+    user = sub.add_parser("user", help="console users").add_subparsers(dest="user_command", required=True)
+    user_add = user.add_parser("add", parents=[common], help="create a console user (asks for the password)")
+    user_add.add_argument("username")
+    user_add.add_argument("--role", choices=["admin", "auditor"], required=True)
+    user_add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    user_add.set_defaults(func=cmd_user_add)
+    user.add_parser("list", parents=[common], help="list console users").set_defaults(func=cmd_user_list)
+    benefit = sub.add_parser("benefit", help="benefits of the alliance").add_subparsers(
+        dest="benefit_command", required=True
+    )
+    benefit_list = benefit.add_parser("list", parents=[common], help="every benefit, newest first")
+    benefit_list.add_argument("--brand", help="only benefits funded by this brand id")
+    benefit_list.add_argument("--status", choices=["active", "paused", "exhausted", "ended"])
+    benefit_list.set_defaults(func=cmd_benefit_list)
+    webhooks = sub.add_parser("webhooks", help="webhook deliveries").add_subparsers(
+        dest="webhooks_command", required=True
+    )
+    deliver = webhooks.add_parser(
+        "deliver", parents=[common], help="deliver due webhooks (the server does this itself unless disabled)"
+    )
+    deliver.add_argument("--once", action="store_true", help="one pass, then exit")
+    deliver.set_defaults(func=cmd_webhooks_deliver)
+    close = sub.add_parser("close", parents=[common], help="close a month: net positions and signed statements")
+    close.add_argument("--month", required=True, help="YYYY-MM (UTC)")
+    close.set_defaults(func=cmd_close)
+    statement = sub.add_parser("statement", help="settlement statements").add_subparsers(
+        dest="statement_command", required=True
+    )
+    statement_verify = statement.add_parser(
+        "verify", help="check the exchange's signature on a downloaded JSON statement"
+    )
+    statement_verify.add_argument("file", help="the statement as downloaded from GET /v1/statements/{month}")
+    statement_verify.add_argument("--public-key", help="the exchange key (GET /v1/exchange-key), hex or base64")
+    statement_verify.set_defaults(func=cmd_statement_verify)
+    demo = sub.add_parser(
+        "demo", parents=[common], help="build a populated demo alliance of six brands, print a summary, then serve"
+    )
+    demo.add_argument("--scale", type=int, default=50_000, help="members per brand (default 50,000)")
+    demo.add_argument("--seed", type=int, default=2026, help="makes the synthetic data repeatable")
+    demo.add_argument("--host")
+    demo.add_argument("--port", type=int)
+    demo.add_argument("--workers", dest="blind_workers", type=int, help="blinding processes (default: every core)")
+    demo.add_argument("--no-serve", action="store_true", help="exit after the summary (tests, CI)")
+    demo.add_argument(
+        "--demo-file",
+        default="alliance-demo.db",
+        help="the SQLite file recreated for the demo when no database URL is given",
+    )
+    demo.set_defaults(func=cmd_demo)
     return parser
 
 

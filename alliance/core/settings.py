@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+import zoneinfo
 from collections.abc import Mapping
 from typing import Literal
 
@@ -43,6 +44,19 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     sql_echo: bool = False
     # Migrate the embedded SQLite database on start (PostgreSQL is migrated by `alliance migrate`).
     auto_migrate: bool = True
+    # Console: signs CSRF tokens (>= 32 characters). Unset: one is generated and kept in the database.
+    session_secret: str = ""
+    # Console: a session ends after this long without a request, and in any case after the maximum.
+    console_session_idle_minutes: int = 60
+    console_session_max_hours: int = 12
+    # Console: failed logins allowed per username and client address within the window.
+    console_login_max_failures: int = 5
+    console_login_window_minutes: int = 15
+    # Console: the time zone pages show times and day boundaries in (IANA name).
+    console_timezone: str = "Asia/Shanghai"
+    # Settlement: file holding the exchange's Ed25519 statement-signing key (hex; created 0600 on first
+    # use). Unset: the key is generated on first use and kept in the database.
+    exchange_signing_key_file: str = ""
 
     def __post_init__(self) -> None:
         if not self.database_url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
@@ -57,6 +71,20 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             raise SettingsError("ALLIANCE_MAX_BODY_BYTES must be between 1024 and 1073741824")
         if not self.alliance_id or len(self.alliance_id) > 64:
             raise SettingsError("ALLIANCE_ALLIANCE_ID must be 1 to 64 characters")
+        if self.session_secret and len(self.session_secret) < 32:
+            raise SettingsError("ALLIANCE_SESSION_SECRET must be at least 32 characters (or unset)")
+        if not 1 <= self.console_session_idle_minutes <= 24 * 60:
+            raise SettingsError("ALLIANCE_CONSOLE_SESSION_IDLE_MINUTES must be between 1 and 1440")
+        if not 1 <= self.console_session_max_hours <= 24 * 30:
+            raise SettingsError("ALLIANCE_CONSOLE_SESSION_MAX_HOURS must be between 1 and 720")
+        if not 1 <= self.console_login_max_failures <= 100:
+            raise SettingsError("ALLIANCE_CONSOLE_LOGIN_MAX_FAILURES must be between 1 and 100")
+        if not 1 <= self.console_login_window_minutes <= 24 * 60:
+            raise SettingsError("ALLIANCE_CONSOLE_LOGIN_WINDOW_MINUTES must be between 1 and 1440")
+        try:
+            zoneinfo.ZoneInfo(self.console_timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise SettingsError("ALLIANCE_CONSOLE_TIMEZONE must be an IANA time zone such as Asia/Shanghai") from None
 
     @property
     def is_sqlite(self) -> bool:

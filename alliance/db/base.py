@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 
 from sqlalchemy import DateTime, MetaData, TypeDecorator
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase
 
-__all__ = ["Base", "UTCDateTime", "utcnow"]
+__all__ = ["Base", "UTCDateTime", "simulated_clock", "utcnow"]
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -19,8 +22,26 @@ NAMING_CONVENTION = {
 }
 
 
+_simulated_now: ContextVar[datetime | None] = ContextVar("alliance_simulated_now", default=None)
+
+
 def utcnow() -> datetime:
-    return datetime.now(UTC)
+    """The current time (UTC), or the simulated one inside :func:`simulated_clock`."""
+    simulated = _simulated_now.get()
+    return simulated if simulated is not None else datetime.now(UTC)
+
+
+@contextmanager
+def simulated_clock(at: datetime) -> Iterator[None]:
+    """Let the services of this task (context) see ``at`` as "now": the demo replays a past month of
+    events through the real service code. Never used by the server itself."""
+    if at.tzinfo is None:
+        raise ValueError("the simulated time must be timezone-aware")
+    token = _simulated_now.set(at.astimezone(UTC))
+    try:
+        yield
+    finally:
+        _simulated_now.reset(token)
 
 
 class UTCDateTime(TypeDecorator[datetime]):

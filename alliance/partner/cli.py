@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from alliance.partner import benefits_cli, psi_cli
 from alliance.partner.client import PartnerClient, PartnerError
 
 __all__ = ["main"]
@@ -43,6 +44,8 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--json", action="store_true", help="print machine-readable JSON")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("me", parents=[common], help="show which brand this key belongs to").set_defaults(func=cmd_me)
+    psi_cli.register(sub, common, _client)
+    benefits_cli.register(sub, common, _client)
     return parser
 
 

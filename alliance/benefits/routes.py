@@ -1,0 +1,203 @@
+"""Partner API for benefits, coupons, redemptions and reversals.
+
+Bodies carrying money are decoded strictly (`decode_strict`): ``120.0`` or ``"12000"`` for an amount is
+refused, not converted. Money-moving calls (redemption, reversal) need an ``Idempotency-Key`` header; a
+replay answers with the stored first response and the header ``Idempotent-Replayed: true``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, TypeAlias
+
+from litestar import Controller, Request, Response, get, post, put
+from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
+
+from alliance.benefits import service
+from alliance.benefits.schemas import (
+    BenefitCreate,
+    BenefitOut,
+    CouponBatchOut,
+    CouponIssue,
+    DistributorsUpdate,
+    LifecycleRequest,
+    RedemptionCreate,
+    RedemptionOut,
+    ReversalCreate,
+    ReversalOut,
+)
+from alliance.contracts.schemas import decode_strict
+from alliance.core.deps import Audit, Caller, Db
+
+__all__ = ["BenefitController", "IdempotencyKey", "RedemptionController", "replayed_headers"]
+
+IdempotencyKey: TypeAlias = Annotated[
+    str | None,
+    HeaderParameter(
+        name="Idempotency-Key",
+        required=False,
+        description="Required: a unique value per logical call (e.g. a UUID); a retry with it is applied once",
+    ),
+]
+
+
+class BenefitController(Controller):
+    path = "/benefits"
+    tags = ["benefits"]
+
+    @post("/", operation_id="createBenefit", summary="Publish a benefit funded by the calling brand")
+    async def create(
+        self, db: Db, caller: Caller, audit: Audit, request: Request[Any, Any, Any], data: JSONBody[BenefitCreate]
+    ) -> BenefitOut:
+        assert caller.brand_id is not None
+        strict = decode_strict(await request.body(), BenefitCreate)
+        return await service.create_benefit(db, audit, caller.brand_id, strict)
+
+    @get("/", operation_id="listBenefits", summary="The catalogue: benefits the caller funds or may distribute")
+    async def list(
+        self,
+        db: Db,
+        caller: Caller,
+        brand: Annotated[str | None, QueryParameter(max_length=32, description="funding brand id")] = None,
+        tag: Annotated[str | None, QueryParameter(max_length=64)] = None,
+        status: Annotated[Literal["active", "paused", "exhausted", "ended", "expired"] | None, QueryParameter()] = None,
+        role: Annotated[Literal["funded", "distributable"] | None, QueryParameter()] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
+        offset: Annotated[int, QueryParameter(ge=0, le=100_000)] = 0,
+    ) -> list[BenefitOut]:
+        assert caller.brand_id is not None
+        return await service.list_benefits(
+            db, caller.brand_id, brand=brand, tag=tag, status=status, role=role, limit=limit, offset=offset
+        )
+
+    @get("/{benefit_id:str}", operation_id="getBenefit", summary="One benefit")
+    async def get(self, db: Db, caller: Caller, benefit_id: FromPath[str]) -> BenefitOut:
+        assert caller.brand_id is not None
+        return await service.get_benefit(db, caller.brand_id, benefit_id)
+
+    @post("/{benefit_id:str}/pause", operation_id="pauseBenefit", status_code=200, summary="Pause (funder)")
+    async def pause(
+        self,
+        db: Db,
+        caller: Caller,
+        audit: Audit,
+        benefit_id: FromPath[str],
+        data: JSONBody[LifecycleRequest | None] = None,
+    ) -> BenefitOut:
+        assert caller.brand_id is not None
+        return await service.pause_benefit(db, audit, caller.brand_id, benefit_id, data.reason if data else "")
+
+    @post("/{benefit_id:str}/resume", operation_id="resumeBenefit", status_code=200, summary="Resume (funder)")
+    async def resume(
+        self,
+        db: Db,
+        caller: Caller,
+        audit: Audit,
+        benefit_id: FromPath[str],
+        data: JSONBody[LifecycleRequest | None] = None,
+    ) -> BenefitOut:
+        assert caller.brand_id is not None
+        return await service.resume_benefit(db, audit, caller.brand_id, benefit_id, data.reason if data else "")
+
+    @post("/{benefit_id:str}/end", operation_id="endBenefit", status_code=200, summary="End for good (funder)")
+    async def end(
+        self,
+        db: Db,
+        caller: Caller,
+        audit: Audit,
+        benefit_id: FromPath[str],
+        data: JSONBody[LifecycleRequest | None] = None,
+    ) -> BenefitOut:
+        assert caller.brand_id is not None
+        return await service.end_benefit(db, audit, caller.brand_id, benefit_id, data.reason if data else "")
+
+    @put(
+        "/{benefit_id:str}/distributors",
+        operation_id="setBenefitDistributors",
+        summary="Replace the brands allowed to distribute the benefit (funder)",
+    )
+    async def distributors(
+        self, db: Db, caller: Caller, audit: Audit, benefit_id: FromPath[str], data: JSONBody[DistributorsUpdate]
+    ) -> BenefitOut:
+        assert caller.brand_id is not None
+        return await service.set_distributors(db, audit, caller.brand_id, benefit_id, data.distributors)
+
+    @post(
+        "/{benefit_id:str}/coupons",
+        operation_id="issueCoupons",
+        summary="Issue a batch of coupon codes to the calling brand as distributor (codes shown once)",
+    )
+    async def issue(
+        self,
+        db: Db,
+        caller: Caller,
+        audit: Audit,
+        request: Request[Any, Any, Any],
+        benefit_id: FromPath[str],
+        data: JSONBody[CouponIssue],
+    ) -> CouponBatchOut:
+        assert caller.brand_id is not None
+        strict = decode_strict(await request.body(), CouponIssue)
+        return await service.issue_coupons(db, audit, caller.brand_id, benefit_id, strict.count)
+
+
+class RedemptionController(Controller):
+    path = "/redemptions"
+    tags = ["redemptions"]
+
+    @post("/", operation_id="redeemCoupon", summary="Redeem a coupon at its funding brand (exactly once)")
+    async def redeem(
+        self,
+        db: Db,
+        caller: Caller,
+        audit: Audit,
+        request: Request[Any, Any, Any],
+        data: JSONBody[RedemptionCreate],
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[RedemptionOut]:
+        assert caller.brand_id is not None
+        strict = decode_strict(await request.body(), RedemptionCreate)
+        result = await service.redeem(db, audit, caller.brand_id, idempotency_key, strict)
+        return Response(result.body, status_code=result.status_code, headers=replayed_headers(result.replayed))
+
+    @get("/", operation_id="listRedemptions", summary="The calling brand's redemptions (as funding brand)")
+    async def list(
+        self,
+        db: Db,
+        caller: Caller,
+        benefit_id: Annotated[str | None, QueryParameter(max_length=32)] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
+        offset: Annotated[int, QueryParameter(ge=0, le=100_000)] = 0,
+    ) -> list[RedemptionOut]:
+        assert caller.brand_id is not None
+        return await service.list_redemptions(db, caller.brand_id, benefit_id=benefit_id, limit=limit, offset=offset)
+
+    @get("/{redemption_id:str}", operation_id="getRedemption", summary="One redemption")
+    async def get(self, db: Db, caller: Caller, redemption_id: FromPath[str]) -> RedemptionOut:
+        assert caller.brand_id is not None
+        return await service.get_redemption(db, caller.brand_id, redemption_id)
+
+    @post(
+        "/{redemption_id:str}/reversal",
+        operation_id="reverseRedemption",
+        summary="Refund all or part of a redeemed order: reversing ledger entries, budget given back",
+    )
+    async def reverse(
+        self,
+        db: Db,
+        caller: Caller,
+        audit: Audit,
+        request: Request[Any, Any, Any],
+        redemption_id: FromPath[str],
+        idempotency_key: IdempotencyKey = None,
+        data: JSONBody[ReversalCreate | None] = None,
+    ) -> Response[ReversalOut]:
+        assert caller.brand_id is not None
+        raw = await request.body()
+        strict = decode_strict(raw, ReversalCreate) if raw.strip() not in (b"", b"null") else ReversalCreate()
+        result = await service.reverse_redemption(db, audit, caller.brand_id, redemption_id, idempotency_key, strict)
+        return Response(result.body, status_code=result.status_code, headers=replayed_headers(result.replayed))
+
+
+def replayed_headers(replayed: bool) -> dict[str, str]:
+    """``Idempotent-Replayed: true`` on a stored answer given back for a retried call."""
+    return {"Idempotent-Replayed": "true"} if replayed else {}

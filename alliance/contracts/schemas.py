@@ -1,0 +1,174 @@
+"""Wire schemas for signing keys and contracts, and the strict body decoding money and keys need.
+
+Litestar converts request bodies leniently (``"5"`` or ``5.0`` become the int 5). Contract terms and
+ledger postings carry money and are signed or hashed, so their routes decode the raw body again with
+:func:`decode_strict`: a string or float where an integer belongs is refused with 400, never coerced.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from datetime import datetime
+from typing import Annotated, TypeVar
+
+import msgspec
+from litestar.exceptions import ValidationException
+
+from contracts import (
+    DEFAULT_ATTRIBUTION_WINDOW_SECONDS,
+    CommissionRule,
+    ContractTerms,
+    FundingSplit,
+    PsiTerms,
+    UtcDateTime,
+)
+
+__all__ = [
+    "ContractListOut",
+    "ContractOut",
+    "ContractProposal",
+    "SignatureIn",
+    "SignatureOut",
+    "SigningKeyIn",
+    "SigningKeyOut",
+    "SigningKeysOut",
+    "VersionOut",
+    "decode_binary",
+    "decode_strict",
+]
+
+T = TypeVar("T")
+
+_MSGSPEC_PATH = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")
+_HEX = re.compile(r"[0-9a-fA-F]*")
+
+BrandId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+BinaryText = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+
+
+def decode_strict(raw: bytes, target: type[T]) -> T:
+    """Decode a JSON body into ``target`` with msgspec's strict rules (no str->int, no float->int).
+
+    Errors take the same shape as Litestar's own validation errors: 400 ``invalid-request`` with the
+    offending field in ``errors``.
+    """
+    try:
+        return msgspec.json.decode(raw, type=target, strict=True)
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        match = _MSGSPEC_PATH.search(message)
+        key = match.group("path") if match else ""
+        text = message[: match.start()] if match else message
+        raise ValidationException(
+            detail="the request is not valid", extra=[{"message": text, "key": key, "source": "body"}]
+        ) from None
+    except msgspec.DecodeError as exc:
+        raise ValidationException(detail=f"the body is not valid JSON: {exc}") from None
+
+
+def decode_binary(text: str, length: int, what: str) -> bytes:
+    """Raw bytes from hex (exactly ``2 * length`` hex digits) or base64 (standard or URL-safe alphabet,
+    padding optional). Raises ``ValueError`` naming ``what`` when the text is neither or has the
+    wrong length. The two forms never collide for 32- and 64-byte values."""
+    text = text.strip()
+    if len(text) == 2 * length and _HEX.fullmatch(text):
+        return bytes.fromhex(text)
+    normalized = text.replace("-", "+").replace("_", "/")
+    normalized += "=" * (-len(normalized) % 4)
+    try:
+        raw = base64.b64decode(normalized, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(f"{what} must be {length} bytes as base64 or {2 * length} hex digits") from None
+    if len(raw) != length:
+        raise ValueError(f"{what} must be {length} bytes, got {len(raw)}")
+    return raw
+
+
+# --- signing keys -----------------------------------------------------------------------------------
+
+
+class SigningKeyIn(msgspec.Struct, forbid_unknown_fields=True):
+    """A brand's raw 32-byte Ed25519 public key, base64 or hex."""
+
+    public_key: BinaryText
+
+
+class SigningKeyOut(msgspec.Struct):
+    key_id: str
+    public_key: str  # base64
+    created_at: datetime
+    retired_at: datetime | None
+    current: bool
+
+
+class SigningKeysOut(msgspec.Struct):
+    """The current key (``None`` before the first registration) and every key ever registered."""
+
+    current: SigningKeyOut | None
+    history: list[SigningKeyOut]
+
+
+# --- contracts --------------------------------------------------------------------------------------
+
+
+class ContractProposal(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """A contract version as proposed: `contracts.ContractTerms` without the id and number, which the
+    exchange assigns (``POST /v1/contracts`` starts a contract at version 1; ``POST
+    /v1/contracts/{id}/versions`` appends the next version). ``parties`` may come in any order and
+    must include the caller; it may be left out for a new version (the contract's parties are kept).
+    """
+
+    settlement_currency: str
+    effective_from: UtcDateTime
+    coupon_commission: CommissionRule
+    referral: CommissionRule
+    parties: tuple[BrandId, BrandId] | None = None
+    version: int | None = None
+    effective_to: UtcDateTime | None = None
+    funding: tuple[FundingSplit, ...] = ()
+    attribution_window_seconds: int = DEFAULT_ATTRIBUTION_WINDOW_SECONDS
+    psi: PsiTerms | None = None
+    note: str | None = None
+
+
+class SignatureIn(msgspec.Struct, forbid_unknown_fields=True):
+    """The caller's Ed25519 signature (64 bytes, base64 or hex) over the version's ``canonical`` bytes."""
+
+    version: Annotated[int, msgspec.Meta(ge=1)]
+    signature: BinaryText
+
+
+class SignatureOut(msgspec.Struct):
+    brand_id: str
+    key_id: str
+    signed_at: datetime
+
+
+class VersionOut(msgspec.Struct):
+    """One version. ``canonical`` (base64) is exactly what each party signs; ``fingerprint`` is its
+    SHA-256. ``signed`` is true once both parties have signed."""
+
+    version: int
+    terms: ContractTerms
+    canonical: str
+    fingerprint: str
+    proposed_by: str
+    proposed_at: datetime
+    signatures: list[SignatureOut]
+    missing_signers: list[str]
+    signed: bool
+
+
+class ContractOut(msgspec.Struct):
+    contract_id: str
+    parties: tuple[str, str]
+    counterparty: str | None
+    created_at: datetime
+    in_force_version: int | None
+    versions: list[VersionOut]
+
+
+class ContractListOut(msgspec.Struct):
+    items: list[ContractOut]

@@ -1,0 +1,1 @@
+"""Blinded audience segments: metadata, streamed binary upload of blinded points, publication."""

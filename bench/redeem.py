@@ -1,0 +1,248 @@
+"""Benchmark of the redemption hot path: ``POST /v1/redemptions`` through the real HTTP server on
+PostgreSQL, driven by concurrent keep-alive clients.
+
+It creates a throwaway PostgreSQL database, migrates it, seeds two brands, a contract signed with real
+Ed25519 keys, a benefit and enough coupon codes (through the public services), starts
+``alliance serve --workers N`` on it, and then keeps ``--concurrency`` connections busy for
+``--seconds``, each redeeming a fresh code per request (with its own Idempotency-Key). Every redemption
+is the full path: authentication, idempotency lookup, coupon and benefit checks, the exactly-once
+coupon update, the budget update, contract lookup, pricing, month-to-date commission, the ledger
+transaction, the webhook outbox, the audit row and the idempotency record, in one transaction.
+
+The client is a minimal HTTP/1.1 keep-alive client on asyncio streams (requests pre-encoded) so that
+the load generator, which shares the machine's cores with the server and PostgreSQL, costs as little
+CPU as possible. Prints sustained redemptions per second and p50/p90/p99/max latency.
+
+    .venv/bin/python bench/redeem.py [--seconds 20] [--concurrency 32] [--workers 2] [--warmup 3]
+                                     [--pg postgresql://postgres@127.0.0.1:5432/postgres]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import asyncpg
+import httpx
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+import contracts
+from alliance.benefits import service as benefits
+from alliance.benefits.schemas import BenefitCreate
+from alliance.brands import service as brands
+from alliance.contracts import service as contract_service
+from alliance.contracts.schemas import ContractProposal
+from alliance.core.audit import AuditContext
+from alliance.db.migrate import migrate
+from alliance.db.session import create_engine, create_session_factory
+
+AUDIT = AuditContext(actor="bench", source_ip="local")
+
+
+async def _admin(pg: str, sql: str) -> None:
+    conn = await asyncpg.connect(pg)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+async def seed(url: str, codes_needed: int) -> tuple[str, list[str]]:
+    """Two brands, a signed contract, a benefit, ``codes_needed`` codes; returns (funder key, codes)."""
+    engine = create_engine(url)
+    factory = create_session_factory(engine)
+    try:
+        async with factory() as session, session.begin():
+            funder, funder_key = await brands.create_brand(session, AUDIT, "Bench Funder", "home")
+            distributor, _ = await brands.create_brand(session, AUDIT, "Bench Distributor", "fruit")
+            keys = {}
+            for brand in (funder, distributor):
+                keys[brand.id] = Ed25519PrivateKey.generate()
+                await contract_service.register_signing_key(
+                    session, AUDIT, brand.id, contracts.public_key_bytes(keys[brand.id])
+                )
+            proposal = ContractProposal(
+                parties=(funder.id, distributor.id),
+                settlement_currency="CNY",
+                effective_from=datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1),
+                coupon_commission=contracts.RateCommission(rate_bp=200, monthly_cap=10**12),
+                referral=contracts.FixedCommission(amount=500),
+                funding=(
+                    contracts.FundingSplit(
+                        benefit=contracts.ANY_BENEFIT,
+                        funding_brand=funder.id,
+                        distributor_brand=distributor.id,
+                        funding_brand_bp=7_000,
+                        distributor_bp=3_000,
+                    ),
+                ),
+            )
+            terms = (await contract_service.propose_contract(session, AUDIT, funder.id, proposal)).versions[0].terms
+            for brand in (funder, distributor):
+                signature = contracts.sign_terms(keys[brand.id], terms)
+                await contract_service.sign_version(session, AUDIT, brand.id, terms.contract_id, 1, signature)
+            benefit = await benefits.create_benefit(
+                session,
+                AUDIT,
+                funder.id,
+                BenefitCreate(
+                    name="Bench 10 off",
+                    value_kind="fixed",
+                    value=1_000,
+                    min_spend=5_000,
+                    currency="CNY",
+                    valid_to=datetime.now(UTC) + timedelta(days=1),
+                    budget_amount=10**12,
+                    budget_count=10**9,
+                    channels=["store"],
+                    distributors=[distributor.id],
+                ),
+            )
+        codes: list[str] = []
+        while len(codes) < codes_needed:
+            async with factory() as session, session.begin():
+                batch = await benefits.issue_coupons(
+                    session, AUDIT, distributor.id, benefit.id, min(5_000, codes_needed - len(codes))
+                )
+            codes.extend(c.code for c in batch.coupons)
+        return funder_key.secret, codes
+    finally:
+        await engine.dispose()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def request_bytes(port: int, key: str, code: str) -> bytes:
+    body = json.dumps(
+        {"code": code, "order_reference": f"ord-{secrets.token_hex(6)}", "order_amount": 12_000, "channel": "store"}
+    ).encode()
+    head = (
+        f"POST /v1/redemptions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {key}\r\n"
+        f"Idempotency-Key: {uuid.uuid4()}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+async def one_connection(
+    port: int, queue: list[bytes], deadline: float, record: list[tuple[float, float, int]]
+) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        while queue and time.perf_counter() < deadline:
+            request = queue.pop()
+            started = time.perf_counter()
+            writer.write(request)
+            status_line = await reader.readline()
+            length = 0
+            while True:
+                line = await reader.readline()
+                if line in (b"\r\n", b""):
+                    break
+                name, _, value = line.partition(b":")
+                if name.lower() == b"content-length":
+                    length = int(value)
+            await reader.readexactly(length)
+            finished = time.perf_counter()
+            record.append((finished, finished - started, int(status_line.split()[1])))
+    finally:
+        writer.close()
+
+
+async def drive(port: int, requests: list[bytes], seconds: float, concurrency: int) -> list[tuple[float, float, int]]:
+    record: list[tuple[float, float, int]] = []
+    deadline = time.perf_counter() + seconds
+    await asyncio.gather(*(one_connection(port, requests, deadline, record) for _ in range(concurrency)))
+    return record
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--warmup", type=float, default=3)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--max-rate", type=int, default=1_500, help="codes seeded per second of run")
+    parser.add_argument(
+        "--pg", default=os.environ.get("ALLIANCE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    )
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    args = parser.parse_args()
+
+    name = f"bax_bench_{os.getpid()}"
+    asyncio.run(_admin(args.pg, f'CREATE DATABASE "{name}"'))
+    url = args.pg.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1) + f"/{name}"
+    process = None
+    try:
+        migrate(url)
+        total_codes = int((args.seconds + args.warmup) * args.max_rate)
+        started = time.perf_counter()
+        key, codes = asyncio.run(seed(url, total_codes))
+        print(f"seeded {len(codes)} codes in {time.perf_counter() - started:.1f} s")
+        port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ALLIANCE_")}
+        env.update(ALLIANCE_DATABASE_URL=url, ALLIANCE_LOG_LEVEL=args.log_level)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "alliance.cli", "serve", "--port", str(port), "--workers", str(args.workers)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("the server did not start")
+            time.sleep(0.2)
+        requests = [request_bytes(port, key, code) for code in codes]
+        warm = requests[: int(args.warmup * args.max_rate)]
+        main_run = requests[len(warm) :]
+        asyncio.run(drive(port, warm, args.warmup, args.concurrency))
+        record = asyncio.run(drive(port, main_run, args.seconds, args.concurrency))
+    finally:
+        if process is not None:
+            process.terminate()
+            process.wait(timeout=15)
+        asyncio.run(_admin(args.pg, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+    if not record:
+        raise SystemExit("no request completed")
+    statuses = Counter(status for _, _, status in record)
+    ok = [latency for _, latency, status in record if status == 201]
+    span = max(t for t, _, _ in record) - min(t for t, _, _ in record) + statistics.mean(ok or [0])
+    latencies = sorted(latency * 1000 for _, latency, _ in record)
+
+    def pct(p: float) -> float:
+        return latencies[min(len(latencies) - 1, int(p / 100 * len(latencies)))]
+
+    print(
+        f"redemptions: {len(ok)} succeeded in {span:.1f} s with {args.concurrency} connections, "
+        f"{args.workers} server workers (statuses {dict(statuses)})"
+    )
+    print(f"sustained: {len(ok) / span:.0f} redemptions/s")
+    print(f"latency ms: p50 {pct(50):.1f}  p90 {pct(90):.1f}  p99 {pct(99):.1f}  max {latencies[-1]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
