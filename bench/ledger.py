@@ -18,8 +18,9 @@ yardstick, on the same throwaway database in the same run.
 
 ``--processes N`` runs the writers in N processes (as ``alliance serve --workers N`` does; the default 2
 matches one per core on the 2-core benchmark machine), each with ``--workers`` asyncio writers (default
-2 x 8 = pgbench's 16 clients). Writers use the app's engine settings (``pool_pre_ping`` on) with the pool
-sized to the writers; ``BENCH_PRE_PING=0`` measures without the per-checkout ping. Ledger and pgbench runs
+2 x 8 = pgbench's 16 clients). Writers use the app's engine settings (``pool_pre_ping`` off, as in
+``alliance.db.session``) with the pool sized to the writers; ``BENCH_PRE_PING=1`` measures with the
+per-checkout ping. Ledger and pgbench runs
 alternate for ``--rounds`` rounds and the medians are reported: on a shared machine single runs vary a lot.
 pgbench's scale defaults to its client count (its documented guidance: a scale below the client count
 measures contention on the branch rows rather than throughput).
@@ -52,13 +53,13 @@ import contracts
 from alliance.brands import service as brands
 from alliance.core.audit import AuditContext
 from alliance.db.migrate import migrate
-from alliance.db.session import create_engine, create_session_factory
+from alliance.db.session import POOL_PRE_PING, create_engine, create_session_factory
 from alliance.ledger import service as ledger
 from alliance.ledger.sealer import run_sealer, seal_pending
 from alliance.ledger.verify import verify_ledger
 
 AUDIT = AuditContext(actor="bench", source_ip="local")
-PRE_PING = os.environ.get("BENCH_PRE_PING", "1") == "1"
+PRE_PING = os.environ.get("BENCH_PRE_PING", "1" if POOL_PRE_PING else "0") == "1"
 DEFAULT_PG = os.environ.get("ALLIANCE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 

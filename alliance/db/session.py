@@ -7,7 +7,9 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-__all__ = ["create_engine", "create_session_factory"]
+__all__ = ["POOL_PRE_PING", "create_engine", "create_session_factory"]
+
+POOL_PRE_PING = False
 
 
 def create_engine(database_url: str, *, echo: bool = False) -> AsyncEngine:
@@ -26,7 +28,12 @@ def create_engine(database_url: str, *, echo: bool = False) -> AsyncEngine:
             cursor.close()
 
         return engine
-    return create_async_engine(database_url, echo=echo, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    # No pre-ping: it costs a round trip and ~140 us of CPU on every checkout (measured by bench/ledger.py).
+    # A connection broken by a database restart fails its request once; SQLAlchemy then invalidates the
+    # whole pool, and recycling bounds the age of idle connections.
+    return create_async_engine(
+        database_url, echo=echo, pool_size=10, max_overflow=10, pool_pre_ping=POOL_PRE_PING, pool_recycle=1800
+    )
 
 
 def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
