@@ -15,15 +15,16 @@ from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
 from alliance.audit.routes import AuditAdminController
 from alliance.benefits.routes import BenefitController, RedemptionController
-from alliance.brands.admin_routes import BrandAdminController
+from alliance.brands.admin_routes import AdminKeyController, BrandAdminController
 from alliance.brands.routes import BrandSelfController
 from alliance.console.routes import console_router
 from alliance.contracts.routes import ContractAdminController, ContractController, SigningKeyController
 from alliance.core.audit import provide_audit
 from alliance.core.auth import admin_guard, brand_guard, provide_admin, provide_caller
-from alliance.core.database import provide_db
+from alliance.core.database import database_exception_handlers, provide_db
 from alliance.core.logs import RequestContextMiddleware, configure_logging
-from alliance.core.problems import exception_handlers
+from alliance.core.openapi import StrictStructSchemaPlugin
+from alliance.core.problems import document_problems, exception_handlers
 from alliance.core.settings import Settings, get_settings
 from alliance.db.session import create_engine, create_session_factory
 from alliance.ledger.routes import BalanceController, LedgerAdminController, LedgerController
@@ -67,6 +68,7 @@ PARTNER_CONTROLLERS: list[type[Controller]] = [
 ]
 OPERATOR_CONTROLLERS: list[type[Controller]] = [
     BrandAdminController,
+    AdminKeyController,
     AuditAdminController,
     ContractAdminController,
     LedgerAdminController,
@@ -115,8 +117,9 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
             "db": Provide(provide_db),
             "audit": Provide(provide_audit, sync_to_thread=False),
         },
-        exception_handlers=exception_handlers,
+        exception_handlers={**exception_handlers, **database_exception_handlers},  # outages: 503, not 500
         middleware=[prometheus.middleware],
+        plugins=[StrictStructSchemaPlugin()],  # forbid_unknown_fields bodies: additionalProperties false
         lifespan=[database, webhook_worker, ledger_sealer],  # workers need the database's session factory
         request_max_body_size=settings.max_body_bytes,
         logging_config=None,
@@ -139,6 +142,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
         ),
         debug=False,
     )
+    document_problems(app)  # the problem+json responses of every route, in the OpenAPI schema
     app.state.settings = settings  # read by handlers that need a setting (e.g. the alliance id)
     # Outermost, so that requests no route matches (404/405) get a request id and an access-log line too.
     app.asgi_handler = RequestContextMiddleware(app.asgi_handler)

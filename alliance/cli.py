@@ -1,4 +1,5 @@
-"""``alliance``: the exchange-side command line (serve, migrate, brands, operator keys, audit).
+"""``alliance``: the exchange-side command line (serve, migrate, brands, operator keys, the close,
+statements and their signing key, audit).
 
 Settings come from ``ALLIANCE_*`` variables; flags override them. Errors print one line to stderr and
 exit non-zero - never a traceback for a mistake the operator can fix.
@@ -183,6 +184,42 @@ def cmd_admin_key(args: argparse.Namespace) -> None:
     _print(key, args.json, f"operator key {key.key.id}\nkey (shown once, store it now): {key.secret}")
 
 
+def _when(value: Any) -> str:
+    return value.strftime("%Y-%m-%d %H:%M") if value is not None else "-"
+
+
+def cmd_admin_key_list(args: argparse.Namespace) -> None:
+    from alliance.brands import service
+
+    async def work(session: AsyncSession) -> Any:
+        return [service.key_out(k) for k in await service.list_admin_keys(session)]
+
+    keys = _run_db(_settings(args), work)
+    lines = [
+        f"{k.prefix:<15} {k.id}  created {_when(k.created_at)}  last used {_when(k.last_used_at)}  "
+        + (f"revoked {_when(k.revoked_at)}" if k.revoked_at else "active")
+        + (f"  {k.label}" if k.label else "")
+        for k in keys
+    ]
+    empty = "no operator keys yet: add one with `alliance admin-key add`"
+    _print(keys, args.json, "\n".join(lines) if lines else empty)
+
+
+def cmd_admin_key_revoke(args: argparse.Namespace) -> None:
+    from alliance.brands import service
+    from alliance.core.audit import cli_audit_context
+
+    async def work(session: AsyncSession) -> Any:
+        return service.key_out(await service.revoke_admin_key(session, cli_audit_context(), args.prefix))
+
+    key = _run_db(_settings(args), work)
+    _print(
+        key,
+        args.json,
+        f"operator key {key.prefix} ({key.id}) revoked; other server processes may accept it for up to 5 seconds",
+    )
+
+
 def cmd_ledger_verify(args: argparse.Namespace) -> None:
     from alliance.ledger.verify import verify_ledger
 
@@ -257,6 +294,33 @@ def cmd_statement_verify(args: argparse.Namespace) -> None:
         raise CliError(f"{args.file}: {exc}") from None
     brand = statement.get("brand", {})
     print(f"{args.file}: signature OK - statement {statement.get('period')} of {brand.get('name')} ({brand.get('id')})")
+
+
+def cmd_statement_key(args: argparse.Namespace) -> None:
+    from alliance.core.audit import cli_audit_context
+    from alliance.settlement import service
+
+    settings = _settings(args)
+    key_file = settings.exchange_signing_key_file
+
+    async def work(session: AsyncSession) -> Any:
+        if args.statement_key_command == "rotate":
+            return await service.rotate_exchange_key(session, cli_audit_context(), key_file)
+        return await service.list_exchange_keys(session, key_file)
+
+    result = _run_db(settings, work)
+    if args.statement_key_command == "rotate":
+        text = (
+            f"statement key rotated: new key id {result.key_id}; statements closed from now on are signed with it, "
+            "earlier ones keep verifying with their own key ids"
+        )
+    else:
+        text = "\n".join(
+            f"{k.key_id}  {'current' if k.current else 'retired ' + _when(k.retired_at)}  "
+            f"created {_when(k.created_at)}  {k.public_key}"
+            for k in result
+        )
+    _print(result, args.json, text)
 
 
 def _read_new_password(args: argparse.Namespace) -> str:
@@ -397,13 +461,20 @@ def _parser() -> argparse.ArgumentParser:
     keys.add_argument("--label", default="")
     keys.set_defaults(func=cmd_brand_key)
 
-    admin_key = (
-        sub.add_parser("admin-key", help="operator keys for /admin/v1")
-        .add_subparsers(dest="admin_key_command", required=True)
-        .add_parser("add", parents=[common], help="create an operator key (printed once)")
+    admin_keys = sub.add_parser("admin-key", help="operator keys for /admin/v1").add_subparsers(
+        dest="admin_key_command", required=True
     )
+    admin_key = admin_keys.add_parser("add", parents=[common], help="create an operator key (printed once)")
     admin_key.add_argument("--label", default="")
     admin_key.set_defaults(func=cmd_admin_key)
+    admin_keys.add_parser(
+        "list", parents=[common], help="operator keys: prefix, label, created, last used, revoked"
+    ).set_defaults(func=cmd_admin_key_list)
+    admin_key_revoke = admin_keys.add_parser(
+        "revoke", parents=[common], help="revoke an operator key (not the last active one)"
+    )
+    admin_key_revoke.add_argument("prefix", help="the key's prefix as listed (bax_1a2b3c4d_… or 1a2b3c4d) or its id")
+    admin_key_revoke.set_defaults(func=cmd_admin_key_revoke)
 
     ledger = sub.add_parser("ledger", help="the settlement ledger").add_subparsers(dest="ledger_command", required=True)
     verify = ledger.add_parser(
@@ -447,6 +518,17 @@ def _parser() -> argparse.ArgumentParser:
     statement_verify.add_argument("file", help="the statement as downloaded from GET /v1/statements/{month}")
     statement_verify.add_argument("--public-key", help="the exchange key (GET /v1/exchange-key), hex or base64")
     statement_verify.set_defaults(func=cmd_statement_verify)
+    statement_key = sub.add_parser("statement-key", help="the exchange's statement signing key").add_subparsers(
+        dest="statement_key_command", required=True
+    )
+    statement_key.add_parser(
+        "list", parents=[common], help="every key that has signed statements (key id, current or retired)"
+    ).set_defaults(func=cmd_statement_key)
+    statement_key.add_parser(
+        "rotate",
+        parents=[common],
+        help="replace the database-stored key (a key file is rotated by replacing the file)",
+    ).set_defaults(func=cmd_statement_key)
     demo = sub.add_parser(
         "demo", parents=[common], help="build a populated demo alliance of six brands, print a summary, then serve"
     )

@@ -11,10 +11,15 @@ transaction, the webhook outbox, the audit row and the idempotency record, in on
 
 The client is a minimal HTTP/1.1 keep-alive client on asyncio streams (requests pre-encoded) so that
 the load generator, which shares the machine's cores with the server and PostgreSQL, costs as little
-CPU as possible. Prints sustained redemptions per second and p50/p90/p99/max latency.
+CPU as possible. Closed loop by default (each connection sends its next request when the last one is
+answered: the rate the server can sustain at that concurrency); ``--rate R`` offers R requests per
+second on a fixed schedule instead (open loop, latency from the scheduled send time). Prints sustained
+redemptions per second, p50/p90/p99/max latency, and the CPU time per request of the server processes,
+of the PostgreSQL backends serving them and of the client (from /proc; the figure that depends least on
+what else the machine is doing), with the load average.
 
     .venv/bin/python bench/redeem.py [--seconds 20] [--concurrency 32] [--workers 2] [--warmup 3]
-                                     [--pg postgresql://postgres@127.0.0.1:5432/postgres]
+                                     [--rate R] [--pg postgresql://postgres@127.0.0.1:5432/postgres]
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import asyncpg
+import asyncpg  # type: ignore[import-untyped]
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -124,6 +129,51 @@ async def seed(url: str, codes_needed: int) -> tuple[str, list[str]]:
         await engine.dispose()
 
 
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_tree(root: int) -> list[int]:
+    """``root`` and all its descendants (the uvicorn supervisor and its workers)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, []))
+    return found
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of ``pids`` (from /proc; processes that are gone count 0)."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / _CLOCK_TICKS
+
+
+async def backend_pids(pg: str, database: str) -> list[int]:
+    """PostgreSQL backends connected to the bench database (the server's pool)."""
+    conn = await asyncpg.connect(pg)
+    try:
+        rows = await conn.fetch("SELECT pid FROM pg_stat_activity WHERE datname = $1", database)
+    finally:
+        await conn.close()
+    return [row["pid"] for row in rows]
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -142,13 +192,29 @@ def request_bytes(port: int, key: str, code: str) -> bytes:
 
 
 async def one_connection(
-    port: int, queue: list[bytes], deadline: float, record: list[tuple[float, float, int]]
+    port: int,
+    queue: list[bytes],
+    deadline: float,
+    record: list[tuple[float, float, int]],
+    interval: float | None = None,
+    offset: float = 0.0,
 ) -> None:
+    """Send requests one at a time on one keep-alive connection: back to back (closed loop), or with
+    ``interval`` on a fixed schedule (open loop), latency then counted from the *scheduled* send time so
+    that a server falling behind is not hidden by the client waiting for it (coordinated omission)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    next_at = time.perf_counter() + offset
     try:
         while queue and time.perf_counter() < deadline:
             request = queue.pop()
-            started = time.perf_counter()
+            if interval is not None:
+                delay = next_at - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                started = next_at
+                next_at += interval
+            else:
+                started = time.perf_counter()
             writer.write(request)
             status_line = await reader.readline()
             length = 0
@@ -166,10 +232,18 @@ async def one_connection(
         writer.close()
 
 
-async def drive(port: int, requests: list[bytes], seconds: float, concurrency: int) -> list[tuple[float, float, int]]:
+async def drive(
+    port: int, requests: list[bytes], seconds: float, concurrency: int, rate: float | None = None
+) -> list[tuple[float, float, int]]:
     record: list[tuple[float, float, int]] = []
     deadline = time.perf_counter() + seconds
-    await asyncio.gather(*(one_connection(port, requests, deadline, record) for _ in range(concurrency)))
+    interval = concurrency / rate if rate else None
+    await asyncio.gather(
+        *(
+            one_connection(port, requests, deadline, record, interval, (interval or 0) * i / concurrency)
+            for i in range(concurrency)
+        )
+    )
     return record
 
 
@@ -180,6 +254,12 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--max-rate", type=int, default=1_500, help="codes seeded per second of run")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        help="open loop: offer this many redemptions per second in total, spread over the connections "
+        "(default: closed loop, each connection sends its next request as soon as the last one is answered)",
+    )
     parser.add_argument(
         "--pg", default=os.environ.get("ALLIANCE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
     )
@@ -218,8 +298,13 @@ def main() -> None:
         requests = [request_bytes(port, key, code) for code in codes]
         warm = requests[: int(args.warmup * args.max_rate)]
         main_run = requests[len(warm) :]
-        asyncio.run(drive(port, warm, args.warmup, args.concurrency))
-        record = asyncio.run(drive(port, main_run, args.seconds, args.concurrency))
+        asyncio.run(drive(port, warm, args.warmup, args.concurrency, args.rate))
+        server_pids = process_tree(process.pid)
+        pg_pids = asyncio.run(backend_pids(args.pg, name))
+        before = cpu_seconds(server_pids), cpu_seconds(pg_pids), time.process_time()
+        record = asyncio.run(drive(port, main_run, args.seconds, args.concurrency, args.rate))
+        pg_pids += [pid for pid in asyncio.run(backend_pids(args.pg, name)) if pid not in pg_pids]
+        after = cpu_seconds(server_pids), cpu_seconds(pg_pids), time.process_time()
     finally:
         if process is not None:
             process.terminate()
@@ -236,11 +321,18 @@ def main() -> None:
     def pct(p: float) -> float:
         return latencies[min(len(latencies) - 1, int(p / 100 * len(latencies)))]
 
+    offered = f"open loop, {args.rate:.0f}/s offered" if args.rate else "closed loop"
     print(
-        f"redemptions: {len(ok)} succeeded in {span:.1f} s with {args.concurrency} connections, "
+        f"redemptions: {len(ok)} succeeded in {span:.1f} s with {args.concurrency} connections ({offered}), "
         f"{args.workers} server workers (statuses {dict(statuses)})"
     )
     print(f"sustained: {len(ok) / span:.0f} redemptions/s")
+    server_ms, pg_ms, client_ms = ((a - b) * 1000 / max(1, len(record)) for a, b in zip(after, before, strict=True))
+    print(
+        f"CPU per request: {server_ms + pg_ms + client_ms:.2f} ms = server {server_ms:.2f} + PostgreSQL backends "
+        f"{pg_ms:.2f} + load client {client_ms:.2f} (ms; /proc clocks over the measured run)"
+    )
+    print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"latency ms: p50 {pct(50):.1f}  p90 {pct(90):.1f}  p99 {pct(99):.1f}  max {latencies[-1]:.1f}")
 
 

@@ -43,7 +43,7 @@ class AuditAdminController(Controller):
         db: Db,
         brand_id: FromQuery[str | None] = None,
         action: FromQuery[str | None] = None,
-        before_id: Annotated[int | None, QueryParameter(ge=1)] = None,
+        before_id: Annotated[int | None, QueryParameter(ge=1, le=2**63 - 1)] = None,  # a BIGINT id
         limit: Annotated[int, QueryParameter(ge=1, le=500)] = 100,
     ) -> AuditPage:
         query = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit + 1)

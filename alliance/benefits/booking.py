@@ -35,7 +35,9 @@ __all__ = [
     "Booking",
     "TotalsContended",
     "book",
+    "commission_rule",
     "dialect_insert",
+    "price",
     "pricing_problem",
     "settle",
     "terms_in_force",
@@ -129,6 +131,39 @@ class Booking:
     guard: tuple[str, int] | None
 
 
+def commission_rule(
+    event: contracts.CouponRedemption | contracts.ReferralConversion, terms: contracts.ContractTerms
+) -> tuple[contracts.CommissionRule, str, str]:
+    """The commission rule that prices ``event``, its total's kind and the brand that pays it."""
+    if isinstance(event, contracts.CouponRedemption):
+        return terms.coupon_commission, "coupon", event.funding_brand
+    return terms.referral, "referral", event.receiver_brand
+
+
+def price(
+    event: contracts.CouponRedemption | contracts.ReferralConversion,
+    terms: contracts.ContractTerms,
+    month_to_date: int,
+    *,
+    guarded: bool,
+) -> tuple[contracts.PricedEvent, tuple[str, int] | None]:
+    """Price ``event`` given the month-to-date total and, when ``guarded`` (the total was read without a
+    lock), the guard under which :func:`settle` may add its commission (see :func:`book`). Raises
+    ``contracts.ContractError`` on a pricing refusal."""
+    rule = commission_rule(event, terms)[0]
+    priced = contracts.price_event(event, terms, month_to_date=month_to_date)
+    if rule.monthly_cap is None or not guarded:
+        return priced, None
+    uncapped = contracts.commission_amount(msgspec.structs.replace(rule, monthly_cap=None), event.order_amount)
+    if uncapped == 0:
+        return priced, None
+    if priced.commission == uncapped:
+        return priced, ("fits", rule.monthly_cap)
+    if priced.commission > 0:
+        return priced, ("reaches", rule.monthly_cap)
+    return priced, ("at-cap", rule.monthly_cap)
+
+
 async def book(
     session: AsyncSession,
     event: contracts.Event,
@@ -148,15 +183,11 @@ async def book(
     was read), else raises :class:`TotalsContended`. With ``lock_totals`` the total is locked first
     (``INSERT ... ON CONFLICT DO UPDATE``) and the commission is exact by construction.
     """
-    guard: tuple[str, int] | None = None
     try:
         if isinstance(event, contracts.Reversal):
-            priced = contracts.price_reversal(event, terms)
+            priced, guard = contracts.price_reversal(event, terms), None
         else:
-            if isinstance(event, contracts.CouponRedemption):
-                rule, commission_kind, payer = terms.coupon_commission, "coupon", event.funding_brand
-            else:
-                rule, commission_kind, payer = terms.referral, "referral", event.receiver_brand
+            rule, commission_kind, payer = commission_rule(event, terms)
             month_to_date = 0
             if rule.monthly_cap is not None:
                 key = _total_key(terms, commission_kind, payer, contracts.month_of(event.occurred_at))
@@ -164,19 +195,7 @@ async def book(
                     month_to_date = await _lock_month_to_date(session, key)
                 else:
                     month_to_date = int(await session.scalar(_READ_TOTAL, key) or 0)
-            priced = contracts.price_event(event, terms, month_to_date=month_to_date)
-            if rule.monthly_cap is not None and not lock_totals:
-                uncapped = contracts.commission_amount(
-                    msgspec.structs.replace(rule, monthly_cap=None), event.order_amount
-                )
-                if uncapped == 0:
-                    guard = None
-                elif priced.commission == uncapped:
-                    guard = ("fits", rule.monthly_cap)
-                elif priced.commission > 0:
-                    guard = ("reaches", rule.monthly_cap)
-                else:
-                    guard = ("at-cap", rule.monthly_cap)
+            priced, guard = price(event, terms, month_to_date, guarded=not lock_totals)
     except contracts.ContractError as exc:
         raise pricing_problem(exc) from None
     transaction_id = await _post(

@@ -27,7 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 import contracts
-from alliance.benefits import booking, codes, idempotency
+from alliance.benefits import booking, codes, idempotency, redeem_pg
 from alliance.benefits.schemas import (
     BenefitCreate,
     BenefitOut,
@@ -159,21 +159,30 @@ def member_digest(funding_brand_id: str, member_token: str) -> str:
     return hashlib.sha256(f"bax-member-v1:{funding_brand_id}:{member_token}".encode()).hexdigest()
 
 
-def _smallest_discount(benefit: Benefit) -> int:
-    """The least a redemption of this benefit can take from the budget (for the exhausted check)."""
-    if benefit.value_kind == "fixed" and benefit.min_spend >= benefit.value:
-        return benefit.value
+def smallest_discount(value_kind: str, value: int, min_spend: int) -> int:
+    """The least a redemption of a benefit can take from the budget (for the exhausted check)."""
+    if value_kind == "fixed" and min_spend >= value:
+        return value
     return 1
+
+
+def _smallest_discount(benefit: Benefit) -> int:
+    return smallest_discount(benefit.value_kind, benefit.value, benefit.min_spend)
+
+
+def discount_amount(value_kind: str, value: int, max_discount: int | None, order_amount: int) -> int:
+    """The discount a coupon gives on an order: never more than the order itself."""
+    if value_kind == "fixed":
+        return min(value, order_amount)
+    amount = order_amount * value // contracts.BASIS_POINTS_PER_UNIT
+    if max_discount is not None:
+        amount = min(amount, max_discount)
+    return amount
 
 
 def discount_for(benefit: Benefit, order_amount: int) -> int:
     """The discount a coupon of ``benefit`` gives on an order: never more than the order itself."""
-    if benefit.value_kind == "fixed":
-        return min(benefit.value, order_amount)
-    amount = order_amount * benefit.value // contracts.BASIS_POINTS_PER_UNIT
-    if benefit.max_discount is not None:
-        amount = min(amount, benefit.max_discount)
-    return amount
+    return discount_amount(benefit.value_kind, benefit.value, benefit.max_discount, order_amount)
 
 
 def _effective_status(benefit: Benefit, now: datetime) -> str:
@@ -647,6 +656,10 @@ async def redeem(
     except codes.MalformedCode as exc:
         raise Problem(400, "malformed-coupon-code", str(exc)) from None
     print_ = idempotency.fingerprint(REDEEM_OPERATION, msgspec.structs.replace(data, code=code))
+    if session.get_bind().dialect.name == "postgresql":
+        fast = await redeem_pg.try_redeem(session, ctx, caller_id, idempotency_key, print_, code, data)
+        if fast is not None:
+            return fast
     try:
         return await _redeem(session, ctx, caller_id, idempotency_key, print_, code, data, lock_totals=False)
     except booking.TotalsContended:
@@ -786,11 +799,7 @@ async def _redeem(
     redemption.ledger_transaction_id = booked.transaction_id
     body = redemption_out(redemption)
     if has_webhooks:
-        await webhooks.enqueue(
-            session,
-            "redemption.created",
-            {caller_id: body, distributor_id: _distributor_view(body)},
-        )
+        await enqueue_redemption_events(session, caller_id, distributor_id, body)
     record_audit(
         session,
         ctx,
@@ -821,6 +830,15 @@ async def _redeem(
         await _spend_budget(session, benefit, discount, now)
     await booking.settle(session, booked)
     return idempotency.IdempotentResult(201, body)
+
+
+async def enqueue_redemption_events(
+    session: AsyncSession, funding_brand_id: str, distributor_id: str, body: RedemptionOut
+) -> None:
+    """``redemption.created`` to the funding brand (the full redemption) and the distributor (its view)."""
+    await webhooks.enqueue(
+        session, "redemption.created", {funding_brand_id: body, distributor_id: _distributor_view(body)}
+    )
 
 
 def _distributor_view(body: RedemptionOut) -> dict[str, Any]:

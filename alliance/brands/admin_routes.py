@@ -1,18 +1,20 @@
-"""Operator API for brands: onboard, list, suspend, reactivate, issue keys. Needs an operator key."""
+"""Operator API for brands (onboard, list, suspend, reactivate, issue keys) and for the operator keys
+themselves (list, revoke; new ones are made on the exchange host with ``alliance admin-key add``). Needs
+an operator key."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 import msgspec
-from litestar import Controller, get, post
+from litestar import Controller, delete, get, post
 from litestar.params import FromPath, JSONBody
 
 from alliance.brands import service
-from alliance.brands.schemas import BrandCreate, BrandOut, CreatedBrand, IssuedApiKey, KeyCreate
+from alliance.brands.schemas import ApiKeyOut, BrandCreate, BrandOut, CreatedBrand, IssuedApiKey, KeyCreate
 from alliance.core.deps import Audit, Db
 
-__all__ = ["BrandAdminController"]
+__all__ = ["AdminKeyController", "BrandAdminController"]
 
 
 class SuspendRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -59,3 +61,21 @@ class BrandAdminController(Controller):
     @post("/{brand_id:str}/api-keys", operation_id="adminIssueBrandKey", summary="Issue a brand an API key")
     async def issue_key(self, db: Db, audit: Audit, brand_id: FromPath[str], data: JSONBody[KeyCreate]) -> IssuedApiKey:
         return await service.issue_key(db, audit, brand_id, data.label)
+
+
+class AdminKeyController(Controller):
+    path = "/admin-keys"
+    tags = ["admin"]
+
+    @get("/", operation_id="adminListOperatorKeys", summary="Every operator key (prefixes only), oldest first")
+    async def list(self, db: Db) -> list[ApiKeyOut]:
+        return [service.key_out(k) for k in await service.list_admin_keys(db)]
+
+    @delete(
+        "/{key_id:str}",
+        operation_id="adminRevokeOperatorKey",
+        status_code=200,
+        summary="Revoke an operator key (not the last active one)",
+    )
+    async def revoke(self, db: Db, audit: Audit, key_id: FromPath[str]) -> ApiKeyOut:
+        return service.key_out(await service.revoke_admin_key(db, audit, key_id))

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from alliance.brands.schemas import ApiKeyOut, BrandOut, IssuedApiKey
 from alliance.core.audit import AuditContext, record_audit
-from alliance.core.auth import digest_key, generate_key
+from alliance.core.auth import digest_key, forget_cached_keys, generate_key
 from alliance.core.ids import new_id
 from alliance.core.problems import Problem
 from alliance.db.base import utcnow
@@ -24,9 +24,11 @@ __all__ = [
     "get_brand",
     "issue_key",
     "key_out",
+    "list_admin_keys",
     "list_brands",
     "list_keys",
     "reactivate_brand",
+    "revoke_admin_key",
     "revoke_key",
     "rotate_key",
     "suspend_brand",
@@ -108,6 +110,7 @@ async def suspend_brand(session: AsyncSession, ctx: AuditContext, brand_id: str,
     if brand.status != "suspended":
         brand.status = "suspended"
         brand.suspended_at = utcnow()
+        forget_cached_keys()
         record_audit(session, ctx, "brand.suspend", brand_id=brand.id, target=brand.id, details={"reason": reason})
     return brand
 
@@ -161,6 +164,7 @@ async def revoke_key(session: AsyncSession, ctx: AuditContext, brand_id: str, ke
                 "this is the brand's only active key; issue a new one (or rotate this one) before revoking it",
             )
         key.revoked_at = utcnow()
+        forget_cached_keys()
         record_audit(session, ctx, "api_key.revoke", brand_id=brand_id, target=key.id)
     return key
 
@@ -172,6 +176,7 @@ async def rotate_key(session: AsyncSession, ctx: AuditContext, brand_id: str, ke
         raise Problem(409, "api-key-revoked", "a revoked key cannot be rotated; issue a new key instead")
     new, secret = _new_key(brand_id, old.role, old.label)
     old.revoked_at = utcnow()
+    forget_cached_keys()
     session.add(new)
     await session.flush()
     record_audit(session, ctx, "api_key.rotate", brand_id=brand_id, target=old.id, details={"replacement": new.id})
@@ -185,3 +190,67 @@ async def create_admin_key(session: AsyncSession, ctx: AuditContext, label: str 
     await session.flush()
     record_audit(session, ctx, "admin_key.create", target=key.id, details={"label": label})
     return IssuedApiKey(key=key_out(key), secret=secret)
+
+
+async def list_admin_keys(session: AsyncSession) -> Sequence[ApiKey]:
+    """Every operator key, oldest first (revoked ones too: the list is the record)."""
+    return (
+        await session.scalars(select(ApiKey).where(ApiKey.role == "admin").order_by(ApiKey.created_at, ApiKey.id))
+    ).all()
+
+
+def _prefix_of(reference: str) -> str:
+    """``bax_1a2b3c4d_…``, ``bax_1a2b3c4d`` or ``1a2b3c4d`` -> ``1a2b3c4d``."""
+    text = reference.strip().removesuffix("…").removesuffix("...").strip("_")
+    return text.removeprefix("bax_").split("_", 1)[0]
+
+
+async def _admin_key(session: AsyncSession, reference: str) -> ApiKey:
+    """An operator key by id (``key_...``) or by prefix (as listed: ``bax_1a2b3c4d_…``, or the 8 hex
+    characters). Never a full secret: a prefix is enough and is what operators see."""
+    key = await session.get(ApiKey, reference.strip())
+    if key is not None and key.role == "admin":
+        return key
+    prefix = _prefix_of(reference)
+    found = (
+        (await session.scalars(select(ApiKey).where(ApiKey.role == "admin", ApiKey.prefix == prefix))).all()
+        if prefix
+        else []
+    )
+    if len(found) > 1:
+        raise Problem(
+            409,
+            "ambiguous-key-prefix",
+            f"{len(found)} operator keys have the prefix {prefix!r}; name one by its id",
+            extra={"key_ids": [k.id for k in found]},
+        )
+    if not found:
+        raise Problem(404, "api-key-not-found", f"no operator key {reference!r}")
+    return found[0]
+
+
+async def revoke_admin_key(session: AsyncSession, ctx: AuditContext, reference: str) -> ApiKey:
+    """Revoke an operator key (by id or prefix); it stops working in this process at once, in other
+    worker processes within the authentication cache's TTL. The last active operator key cannot be
+    revoked (nobody could call the operator API any more): add another one first. Revoking a revoked
+    key changes nothing and writes no audit row."""
+    key = await _admin_key(session, reference)
+    if key.revoked_at is None:
+        # Lock the active operator keys (PostgreSQL; SQLite has one writer): two operators revoking
+        # the last two keys at once must not both see "another one is left".
+        active = (
+            await session.scalars(
+                select(ApiKey.id).where(ApiKey.role == "admin", ApiKey.revoked_at.is_(None)).with_for_update()
+            )
+        ).all()
+        if len(active) <= 1:
+            raise Problem(
+                409,
+                "last-active-key",
+                "this is the only active operator key; add another (`alliance admin-key add`) before revoking it",
+            )
+        key.revoked_at = utcnow()
+        await session.flush()
+        forget_cached_keys()
+        record_audit(session, ctx, "admin_key.revoke", target=key.id, details={"prefix": key.prefix})
+    return key

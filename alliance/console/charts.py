@@ -28,6 +28,8 @@ class BarChart:
     bars: list[Bar]
     max_value: int
     tick_labels: list[Bar]  # x positions of the labels shown under the axis (every few bars)
+    reference: int | None = None  # a limit drawn as a line across the bars (a budget), if any
+    reference_y: float | None = None
 
 
 def _nice_ceiling(value: int) -> int:
@@ -48,12 +50,14 @@ def bar_chart(
     width: int = 640,
     height: int = 180,
     label_every: int = 5,
+    reference: int | None = None,
 ) -> BarChart:
-    """Bars for ``values`` scaled to a round maximum, leaving room for the axis labels."""
+    """Bars for ``values`` scaled to a round maximum, leaving room for the axis labels; ``reference``
+    (a budget, say) is drawn as a line and included in the scale."""
     if len(values) != len(labels):
         raise ValueError("one label per value")
     left, right, top, bottom = 40, 8, 10, height - 24
-    top_value = _nice_ceiling(max(values, default=0))
+    top_value = _nice_ceiling(max([*values, reference or 0]))
     slot = (width - left - right) / max(1, len(values))
     bars = []
     for i, (value, label) in enumerate(zip(values, labels, strict=True)):
@@ -78,4 +82,6 @@ def bar_chart(
         bars=bars,
         max_value=top_value,
         tick_labels=ticks,
+        reference=reference,
+        reference_y=round(bottom - (bottom - top) * reference / top_value, 1) if reference is not None else None,
     )

@@ -28,6 +28,11 @@ NAV: list[NavEntry] = [
     NavEntry("brands", "nav.brands", "/console/brands"),
     NavEntry("audit", "nav.audit", "/console/audit"),
     NavEntry("users", "nav.users", "/console/users", roles=("admin",)),
+    NavEntry("benefits", "nav.benefits", "/console/benefits"),
+    NavEntry("ledger", "nav.ledger", "/console/ledger"),
+    NavEntry("settlements", "nav.settlements", "/console/settlements"),
+    NavEntry("contracts", "nav.contracts", "/console/contracts"),
+    NavEntry("matches", "nav.matches", "/console/matches"),
 ]
 
 

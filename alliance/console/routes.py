@@ -31,9 +31,14 @@ from alliance.console.auth import (
     redirect_to_login,
 )
 from alliance.console.pages.audit import AuditPages
+from alliance.console.pages.benefits import BenefitPages, RedemptionPages
 from alliance.console.pages.brands import BrandPages
+from alliance.console.pages.contracts import ContractPages
 from alliance.console.pages.dashboard import DashboardPages
+from alliance.console.pages.ledger import LedgerPages
+from alliance.console.pages.matches import MatchPages
 from alliance.console.pages.session import SessionPages
+from alliance.console.pages.settlements import SettlementPages
 from alliance.console.pages.users import UserPages
 from alliance.console.rendering import STATIC_DIR, render, translator
 from alliance.core.problems import Problem
@@ -50,6 +55,12 @@ CONSOLE_PAGES: list[type[Controller]] = [
     BrandPages,
     AuditPages,
     UserPages,
+    BenefitPages,
+    RedemptionPages,
+    LedgerPages,
+    SettlementPages,
+    ContractPages,
+    MatchPages,
 ]
 
 

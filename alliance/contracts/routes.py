@@ -6,16 +6,17 @@ brand sees only the contracts it is a party to.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from litestar import Controller, Request, get, post, put
-from litestar.params import FromPath, JSONBody
+from litestar.params import FromPath, JSONBody, Parameter
 
 from alliance.contracts import service
 from alliance.contracts.schemas import (
     ContractListOut,
     ContractOut,
     ContractProposal,
+    ReviewIn,
     SignatureIn,
     SigningKeyIn,
     SigningKeysOut,
@@ -117,3 +118,20 @@ class ContractAdminController(Controller):
     @get("/{contract_id:str}", operation_id="adminGetContract", summary="One contract")
     async def get(self, db: Db, operator: Operator, contract_id: FromPath[str]) -> ContractOut:
         return await service.get_contract(db, contract_id, None)
+
+    @post(
+        "/{contract_id:str}/versions/{version:int}/review",
+        operation_id="adminReviewContractVersion",
+        status_code=200,
+        summary="Approve a version, or reject it (with a reason): a rejected version never governs anything",
+    )
+    async def review(
+        self,
+        db: Db,
+        operator: Operator,
+        audit: Audit,
+        contract_id: FromPath[str],
+        version: Annotated[int, Parameter(ge=1, le=2**31 - 1)],  # beyond the column's range: 400, not 500
+        data: JSONBody[ReviewIn],
+    ) -> ContractOut:
+        return await service.review_version(db, audit, contract_id, version, data.decision, data.reason)

@@ -11,7 +11,7 @@ import base64
 import binascii
 import re
 from datetime import datetime
-from typing import Annotated, TypeVar
+from typing import Annotated, Literal, TypeVar
 
 import msgspec
 from litestar.exceptions import ValidationException
@@ -29,6 +29,8 @@ __all__ = [
     "ContractListOut",
     "ContractOut",
     "ContractProposal",
+    "ReviewIn",
+    "ReviewOut",
     "SignatureIn",
     "SignatureOut",
     "SigningKeyIn",
@@ -146,9 +148,31 @@ class SignatureOut(msgspec.Struct):
     signed_at: datetime
 
 
+class ReviewIn(msgspec.Struct, forbid_unknown_fields=True):
+    """The alliance's review of a version: ``approve``, or ``reject`` with a reason (1-500 characters)
+    the parties will read. A rejected version never governs anything; a rejection is final."""
+
+    decision: Literal["approve", "reject"]
+    reason: Annotated[str, msgspec.Meta(max_length=500)] | None = None
+
+
+class ReviewOut(msgspec.Struct):
+    """What the alliance decided about a version. The parties see it; ``reviewed_at`` is UTC."""
+
+    decision: Literal["approved", "rejected"]
+    reason: str | None
+    reviewed_at: datetime
+
+
 class VersionOut(msgspec.Struct):
     """One version. ``canonical`` (base64) is exactly what each party signs; ``fingerprint`` is its
-    SHA-256. ``signed`` is true once both parties have signed."""
+    SHA-256. ``signed`` is true once both parties have signed.
+
+    ``status``: ``proposed`` (no signature), ``partially_signed``, ``scheduled`` (signed, starts later),
+    ``in_force``, ``superseded`` (a later version took over), ``ended`` (its ``effective_to`` passed) or
+    ``rejected`` (vetoed by the alliance, see ``review``). ``review`` is ``None`` until the alliance has
+    reviewed the version; an unreviewed signed version is in force all the same.
+    """
 
     version: int
     terms: ContractTerms
@@ -159,6 +183,8 @@ class VersionOut(msgspec.Struct):
     signatures: list[SignatureOut]
     missing_signers: list[str]
     signed: bool
+    status: str = "proposed"
+    review: ReviewOut | None = None
 
 
 class ContractOut(msgspec.Struct):

@@ -13,6 +13,12 @@ Functions other domains call:
 * ``await signed_versions(session, contract_id) -> list[ContractTerms]``
 * ``await verify_stored_signatures(session, contract_id) -> None`` (re-checks every stored signature
   against the key it was made with; raises ``SignatureInvalid``)
+
+The alliance reviews versions (``review_version``, called by the operator API and the console): an
+approval is recorded and audited; a rejection is a veto - the rejected version never governs anything,
+and ``terms_in_force`` answers 409 ``no-contract-in-force`` for the period it would have governed (an
+earlier version does not come back). Review is not a gate: a version is in force once both parties
+sign it, reviewed or not (docs/decisions.md).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import base64
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Literal
 
 import msgspec
 from sqlalchemy import func, or_, select, update
@@ -31,6 +38,7 @@ import contracts
 from alliance.contracts.schemas import (
     ContractOut,
     ContractProposal,
+    ReviewOut,
     SignatureOut,
     SigningKeyOut,
     SigningKeysOut,
@@ -40,10 +48,11 @@ from alliance.core.audit import AuditContext, record_audit
 from alliance.core.ids import new_id
 from alliance.core.problems import Problem
 from alliance.db.base import utcnow
-from alliance.db.models import Brand, Contract, ContractSignature, ContractVersion, SigningKey
+from alliance.db.models import Brand, Contract, ContractReview, ContractSignature, ContractVersion, SigningKey
 
 __all__ = [
     "contract_out",
+    "contract_views",
     "current_signing_key",
     "get_contract",
     "list_contracts",
@@ -51,6 +60,7 @@ __all__ = [
     "propose_version",
     "psi_terms_in_force",
     "register_signing_key",
+    "review_version",
     "sign_version",
     "signed_versions",
     "signing_keys",
@@ -183,10 +193,25 @@ async def _signatures(
     return grouped
 
 
-def _version_out(version: ContractVersion, signatures: list[ContractSignature]) -> VersionOut:
+async def _reviews(session: AsyncSession, contract_ids: Sequence[str]) -> dict[tuple[str, int], ContractReview]:
+    rows = (await session.scalars(select(ContractReview).where(ContractReview.contract_id.in_(contract_ids)))).all()
+    return {(row.contract_id, row.version): row for row in rows}
+
+
+def _review_out(review: ContractReview | None) -> ReviewOut | None:
+    if review is None:
+        return None
+    decision: Literal["approved", "rejected"] = "rejected" if review.decision == "rejected" else "approved"
+    return ReviewOut(decision=decision, reason=review.reason, reviewed_at=review.reviewed_at)
+
+
+def _version_out(
+    version: ContractVersion, signatures: list[ContractSignature], review: ContractReview | None = None
+) -> VersionOut:
     terms = terms_of(version)
     signers = {s.brand_id for s in signatures}
     missing = [brand for brand in terms.parties if brand not in signers]
+    status = "partially_signed" if signatures and missing else ("proposed" if missing else "signed")
     return VersionOut(
         version=version.version,
         terms=terms,
@@ -197,7 +222,37 @@ def _version_out(version: ContractVersion, signatures: list[ContractSignature]) 
         signatures=[SignatureOut(brand_id=s.brand_id, key_id=s.key_id, signed_at=s.signed_at) for s in signatures],
         missing_signers=missing,
         signed=not missing,
+        status=status,
+        review=_review_out(review),
     )
+
+
+def _settle_statuses(views: list[VersionOut], at: datetime) -> int | None:
+    """Give each signed version its status at ``at``; returns the version in force (None if none is:
+    no signed version covers ``at``, or the one that would is rejected)."""
+    signed = [view.terms for view in views if view.signed]
+    governing: int | None = None
+    if signed:
+        try:
+            governing = contracts.version_in_force(signed, at).version
+        except contracts.NoContractInForce:
+            governing = None
+    started = [t for t in signed if t.effective_from <= at]
+    for view in views:
+        if view.review is not None and view.review.decision == "rejected":
+            view.status = "rejected"
+        elif not view.signed:
+            continue
+        elif view.version == governing:
+            view.status = "in_force"
+        elif view.terms.effective_from > at:
+            view.status = "scheduled"
+        elif any((t.effective_from, t.version) > (view.terms.effective_from, view.version) for t in started):
+            view.status = "superseded"
+        else:
+            view.status = "ended"
+    in_force = next((view for view in views if view.version == governing), None)
+    return governing if in_force is not None and in_force.status == "in_force" else None
 
 
 def contract_out(
@@ -206,15 +261,13 @@ def contract_out(
     signatures: dict[tuple[str, int], list[ContractSignature]],
     viewer: str | None,
     at: datetime | None = None,
+    reviews: dict[tuple[str, int], ContractReview] | None = None,
 ) -> ContractOut:
-    version_views = [_version_out(v, signatures.get((v.contract_id, v.version), [])) for v in versions]
-    signed = [view.terms for view in version_views if view.signed]
-    in_force: int | None = None
-    if signed:
-        try:
-            in_force = contracts.version_in_force(signed, at or utcnow()).version
-        except contracts.NoContractInForce:
-            in_force = None
+    version_views = [
+        _version_out(v, signatures.get((v.contract_id, v.version), []), (reviews or {}).get((v.contract_id, v.version)))
+        for v in versions
+    ]
+    in_force = _settle_statuses(version_views, at or utcnow())
     counterparty = None
     if viewer is not None:
         counterparty = contract.party_b if viewer == contract.party_a else contract.party_a
@@ -233,7 +286,22 @@ async def get_contract(session: AsyncSession, contract_id: str, brand_id: str | 
     contract = await _contract_for(session, contract_id, brand_id)
     versions = await _versions(session, [contract.id])
     signatures = await _signatures(session, [contract.id])
-    return contract_out(contract, versions[contract.id], signatures, brand_id)
+    reviews = await _reviews(session, [contract.id])
+    return contract_out(contract, versions[contract.id], signatures, brand_id, reviews=reviews)
+
+
+async def contract_views(
+    session: AsyncSession, rows: Sequence[Contract], viewer: str | None = None
+) -> list[ContractOut]:
+    """The views of already loaded contracts (three statements whatever their number): the console's
+    pages load a keyset page of contracts and show them exactly as the API does."""
+    if not rows:
+        return []
+    ids = [c.id for c in rows]
+    versions = await _versions(session, ids)
+    signatures = await _signatures(session, ids)
+    reviews = await _reviews(session, ids)
+    return [contract_out(c, versions.get(c.id, []), signatures, viewer, reviews=reviews) for c in rows]
 
 
 async def list_contracts(session: AsyncSession, brand_id: str | None) -> list[ContractOut]:
@@ -247,7 +315,8 @@ async def list_contracts(session: AsyncSession, brand_id: str | None) -> list[Co
     ids = [c.id for c in rows]
     versions = await _versions(session, ids)
     signatures = await _signatures(session, ids)
-    return [contract_out(c, versions.get(c.id, []), signatures, brand_id) for c in rows]
+    reviews = await _reviews(session, ids)
+    return [contract_out(c, versions.get(c.id, []), signatures, brand_id, reviews=reviews) for c in rows]
 
 
 # --- proposing --------------------------------------------------------------------------------------
@@ -416,6 +485,9 @@ async def sign_version(
     if row is None:
         raise Problem(404, "version-not-found", f"contract {contract_id!r} has no version {version}")
     terms = terms_of(row)
+    review = await session.get(ContractReview, (contract.id, version))
+    if review is not None and review.decision == "rejected":
+        raise Problem(409, "version-rejected", f"the alliance rejected version {version}: {review.reason}")
     key = await current_signing_key(session, brand_id)
     if key is None:
         raise Problem(409, "no-signing-key", "register a signing key first (PUT /v1/signing-key)")
@@ -465,22 +537,31 @@ async def sign_version(
 # --- terms in force ---------------------------------------------------------------------------------
 
 
-async def signed_versions(session: AsyncSession, contract_id: str) -> list[contracts.ContractTerms]:
-    """Every version of the contract that both parties have signed, in version order."""
+async def _signed_rows(session: AsyncSession, contract_id: str) -> list[tuple[ContractVersion, ContractReview | None]]:
+    """Every fully signed version with the alliance's review of it (one statement)."""
     fully_signed = (
         select(ContractSignature.version)
         .where(ContractSignature.contract_id == contract_id)
         .group_by(ContractSignature.version)
         .having(func.count() == 2)
     )
-    rows = (
-        await session.scalars(
-            select(ContractVersion)
-            .where(ContractVersion.contract_id == contract_id, ContractVersion.version.in_(fully_signed))
-            .order_by(ContractVersion.version)
+    rows = await session.execute(
+        select(ContractVersion, ContractReview)
+        .outerjoin(
+            ContractReview,
+            (ContractReview.contract_id == ContractVersion.contract_id)
+            & (ContractReview.version == ContractVersion.version),
         )
-    ).all()
-    return [terms_of(row) for row in rows]
+        .where(ContractVersion.contract_id == contract_id, ContractVersion.version.in_(fully_signed))
+        .order_by(ContractVersion.version)
+    )
+    return [(version, review) for version, review in rows.all()]
+
+
+async def signed_versions(session: AsyncSession, contract_id: str) -> list[contracts.ContractTerms]:
+    """Every version of the contract that both parties have signed, in version order (rejected ones
+    included: a rejected version still ends its predecessor's period)."""
+    return [terms_of(row) for row, _ in await _signed_rows(session, contract_id)]
 
 
 async def terms_in_force(session: AsyncSession, brand_x: str, brand_y: str, at: datetime) -> contracts.ContractTerms:
@@ -497,10 +578,20 @@ async def terms_in_force(session: AsyncSession, brand_x: str, brand_y: str, at: 
     )
     if contract_id is None:
         raise Problem(409, "no-contract-in-force", "these brands have no contract")
+    rows = await _signed_rows(session, contract_id)
     try:
-        return contracts.version_in_force(await signed_versions(session, contract_id), at)
+        terms = contracts.version_in_force([terms_of(row) for row, _ in rows], at)
     except contracts.NoContractInForce as exc:
         raise Problem(409, "no-contract-in-force", str(exc), extra={"contract_id": contract_id}) from None
+    review = next((review for row, review in rows if row.version == terms.version), None)
+    if review is not None and review.decision == "rejected":
+        raise Problem(
+            409,
+            "no-contract-in-force",
+            f"version {terms.version} of contract {contract_id} was rejected by the alliance: {review.reason}",
+            extra={"contract_id": contract_id, "rejected_version": terms.version},
+        )
+    return terms
 
 
 async def psi_terms_in_force(
@@ -515,6 +606,79 @@ async def psi_terms_in_force(
             f"contract {terms.contract_id} version {terms.version} allows no audience matching",
         )
     return terms, terms.psi
+
+
+# --- the alliance's review ---------------------------------------------------------------------------
+
+
+async def review_version(
+    session: AsyncSession,
+    ctx: AuditContext,
+    contract_id: str,
+    version: int,
+    decision: Literal["approve", "reject"],
+    reason: str | None = None,
+) -> ContractOut:
+    """Record the alliance's review of a version (the operator's view of the contract is returned).
+
+    ``approve`` records who approved it and when (approving again changes nothing); ``reject`` needs a
+    reason (422 ``review-reason-required``) and takes the version out of force for good: an approved
+    version may still be rejected, a rejected one is never approved again (409 ``version-rejected``).
+    Both are audited (``contract.approve`` / ``contract.reject``) in the caller's transaction.
+    """
+    contract = await _contract_for(session, contract_id, None)
+    row = await session.get(ContractVersion, (contract.id, version))
+    if row is None:
+        raise Problem(404, "version-not-found", f"contract {contract_id!r} has no version {version}")
+    reason = (reason or "").strip()[:500] or None
+    if decision == "reject" and reason is None:
+        raise Problem(422, "review-reason-required", "a rejection needs a reason: the parties will read it")
+    existing = await session.get(ContractReview, (contract.id, version), with_for_update=True)
+    if existing is not None and existing.decision == "rejected":
+        raise Problem(
+            409,
+            "version-rejected",
+            f"version {version} was rejected on {existing.reviewed_at.isoformat()}; a rejection is final",
+        )
+    outcome = "approved" if decision == "approve" else "rejected"
+    if existing is not None and existing.decision == outcome:
+        return await get_contract(session, contract.id, None)
+    now = utcnow()
+    if existing is None:
+        session.add(
+            ContractReview(
+                contract_id=contract.id,
+                version=version,
+                decision=outcome,
+                reason=reason,
+                reviewed_by=ctx.actor[:100],
+                reviewed_at=now,
+            )
+        )
+    else:
+        existing.decision, existing.reason, existing.reviewed_by, existing.reviewed_at = (
+            outcome,
+            reason,
+            ctx.actor[:100],
+            now,
+        )
+    try:
+        await session.flush()
+    except IntegrityError:  # another operator reviewed it at the same instant
+        raise Problem(409, "review-conflict", f"version {version} was just reviewed; reload and retry") from None
+    record_audit(
+        session,
+        ctx,
+        f"contract.{decision}",
+        target=contract.id,
+        details={
+            "version": version,
+            "fingerprint": row.fingerprint,
+            "parties": [contract.party_a, contract.party_b],
+            **({"reason": reason} if reason else {}),
+        },
+    )
+    return await get_contract(session, contract.id, None)
 
 
 async def verify_stored_signatures(session: AsyncSession, contract_id: str) -> None:

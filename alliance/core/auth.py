@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -28,6 +29,7 @@ __all__ = [
     "admin_guard",
     "brand_guard",
     "digest_key",
+    "forget_cached_keys",
     "generate_key",
     "provide_admin",
     "provide_caller",
@@ -35,6 +37,13 @@ __all__ = [
 
 KEY_SCHEME = "bax"
 _LAST_USED_RESOLUTION = timedelta(minutes=1)
+# Successful authentications are remembered per process for this long (key digest -> principal), so a
+# busy key costs no database round trip on most requests. Revoking or rotating a key and suspending a
+# brand clear this process's cache at once; other worker processes notice within the TTL
+# (docs/decisions.md). Failures are never cached: a new or reactivated key works on its next call.
+AUTH_CACHE_TTL = 5.0
+_AUTH_CACHE_MAX = 10_000
+_auth_cache: dict[str, tuple[float, Principal]] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +66,11 @@ def generate_key() -> tuple[str, str]:
     """A new key as ``(prefix, full_key)``; the full key is shown once and never stored."""
     prefix = secrets.token_hex(4)
     return prefix, f"{KEY_SCHEME}_{prefix}_{secrets.token_urlsafe(32)}"
+
+
+def forget_cached_keys() -> None:
+    """Drop every remembered authentication in this process (after a revocation or suspension)."""
+    _auth_cache.clear()
 
 
 def digest_key(full_key: str) -> str:
@@ -86,13 +100,25 @@ def _bearer(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
 
 async def _authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
     token = _bearer(connection)
+    digest = digest_key(token)
+    cached = _auth_cache.get(digest)
+    if cached is not None and cached[0] > time.monotonic():
+        return cached[1]
+    principal = await _authenticate_in_database(connection, digest)
+    if len(_auth_cache) >= _AUTH_CACHE_MAX:
+        _auth_cache.clear()
+    _auth_cache[digest] = (time.monotonic() + AUTH_CACHE_TTL, principal)
+    return principal
+
+
+async def _authenticate_in_database(connection: ASGIConnection[Any, Any, Any, Any], digest: str) -> Principal:
     factory = session_factory(connection.app.state)
     async with factory() as session:
         row = (
             await session.execute(
                 select(ApiKey, Brand)
                 .outerjoin(Brand, Brand.id == ApiKey.brand_id)
-                .where(ApiKey.digest == digest_key(token))
+                .where(ApiKey.digest == digest)
             )
         ).first()
         if row is None or row[0].revoked_at is not None:

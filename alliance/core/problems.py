@@ -8,11 +8,22 @@ from http import HTTPStatus
 from typing import Any
 
 import msgspec
-from litestar import Request, Response
+from litestar import Litestar, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.handlers import HTTPRouteHandler
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.routes import HTTPRoute
 from litestar.types import ExceptionHandlersMap
 
-__all__ = ["PROBLEM_MEDIA_TYPE", "Problem", "ProblemBody", "exception_handlers", "problem_type"]
+__all__ = [
+    "PROBLEM_MEDIA_TYPE",
+    "Problem",
+    "ProblemBody",
+    "document_problems",
+    "exception_handlers",
+    "problem_responses",
+    "problem_type",
+]
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 _TYPE_PREFIX = "urn:bax:problem:"
@@ -144,3 +155,55 @@ exception_handlers: ExceptionHandlersMap = {
     HTTPException: _on_http,
     Exception: _on_unexpected,
 }
+
+
+_PROBLEM_DESCRIPTIONS = {
+    400: "The request is malformed or invalid (`invalid-request`, `malformed-request`, ...)",
+    401: "No API key, or an unknown or revoked one (`unauthenticated`)",
+    403: "The key may not call this route, or the brand is suspended (`forbidden`, `brand-suspended`)",
+    404: "No such object visible to the caller (`not-found`, ...)",
+    409: "The object's state does not allow this (`conflict`, ...)",
+    413: "The body is larger than allowed (`request-too-large`)",
+    415: "The body's media type is not the one documented (`unsupported-media-type`)",
+    422: "Well-formed but not acceptable under the rules of the exchange",
+    503: "Not ready to serve (`unavailable`)",
+}
+
+
+def problem_responses(*statuses: int) -> dict[int, ResponseSpec]:
+    """OpenAPI ``responses=`` for the problems a route can answer with: ``application/problem+json``
+    bodies of :class:`ProblemBody`. Routes declare their own (for example ``problem_responses(409, 422)``);
+    :func:`document_problems` adds the ones every API route shares."""
+    return {
+        status: ResponseSpec(
+            data_container=ProblemBody,
+            media_type=PROBLEM_MEDIA_TYPE,
+            description=_PROBLEM_DESCRIPTIONS.get(status, HTTPStatus(status).phrase),
+            generate_examples=False,
+        )
+        for status in statuses
+    }
+
+
+def _shared_statuses(path: str, handler: HTTPRouteHandler) -> tuple[int, ...]:
+    if not path.startswith(("/v1/", "/admin/v1/")):
+        return ()
+    statuses = [400, 401, 403]  # every API route: the guards, the request's parameters
+    writes = bool(handler.http_methods & {"POST", "PUT", "PATCH", "DELETE"})
+    if "{" in path or writes:  # an object in the path, or one the body refers to
+        statuses.append(404)
+    if writes:
+        statuses += [409, 413, 422]
+    return tuple(statuses)
+
+
+def document_problems(app: Litestar) -> None:
+    """Document in the OpenAPI schema the problem responses of every API route: the shared ones by the
+    route's shape (key, path parameters, writes) plus those the route declares itself. Replaces Litestar's
+    generic 400 schema, which is not what :func:`exception_handlers` send. Call before the schema is built."""
+    for route in app.routes:
+        if not isinstance(route, HTTPRoute):
+            continue
+        for handler in route.route_handlers:
+            shared = problem_responses(*_shared_statuses(route.path_format, handler))
+            handler.responses = {**shared, **(handler.responses or {})}

@@ -32,7 +32,7 @@ def create_engine(database_url: str, *, echo: bool = False) -> AsyncEngine:
     # A connection broken by a database restart fails its request once; SQLAlchemy then invalidates the
     # whole pool, and recycling bounds the age of idle connections.
     return create_async_engine(
-        database_url, echo=echo, pool_size=10, max_overflow=10, pool_pre_ping=POOL_PRE_PING, pool_recycle=1800
+        database_url, echo=echo, pool_size=20, max_overflow=10, pool_pre_ping=POOL_PRE_PING, pool_recycle=1800
     )
 
 

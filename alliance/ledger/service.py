@@ -29,6 +29,7 @@ import functools
 import re
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -59,7 +60,9 @@ __all__ = [
     "ALLIANCE_SCOPE",
     "MAX_AMOUNT",
     "MAX_POSTINGS",
+    "PG_POST_CTE",
     "PostedTransaction",
+    "PreparedPosting",
     "account_brand",
     "balances_out",
     "get_transaction",
@@ -69,6 +72,7 @@ __all__ = [
     "post_adjustment",
     "post_priced_event",
     "post_transaction",
+    "prepare_priced_event",
 ]
 
 ALLIANCE_SCOPE = "alliance"
@@ -465,6 +469,93 @@ async def post_transaction(
     return _posted(tx, stored, replayed=True)
 
 
+@dataclass(frozen=True, slots=True)
+class PreparedPosting:
+    """A priced event's ledger transaction, validated exactly as :func:`post_priced_event` validates it,
+    as the parameters of :data:`PG_POST_CTE` - for a caller that writes it inside a larger PostgreSQL
+    statement (the redemption fast path) instead of posting it with its own round trip."""
+
+    id: str
+    scope: str
+    idempotency_key: str
+    brand_id: str | None
+    kind: str
+    occurred_at: datetime
+    posted_at: datetime
+    month: str
+    reference_json: str
+    postings_json: str
+
+
+# The body of `_PG_POST` as two CTEs (``ledger_tx``, ``ledger_postings``) with named placeholders that
+# the caller replaces by its own ``$n`` parameters: {id} {scope} {key} {brand} {kind} {occurred}
+# {posted} {month} {reference} {postings}; ``{guard}`` is a FROM item that must yield a row for the
+# transaction to be written (the caller's success condition). The period rule is the ledger's.
+PG_POST_CTE = """
+ledger_tx AS (
+    INSERT INTO ledger_transactions
+        (id, idempotency_scope, idempotency_key, brand_id, kind, occurred_at, posted_at, period, reference)
+    SELECT {id}, {scope}, {key}, {brand}, {kind}, {occurred}, {posted},
+        COALESCE((SELECT max(next_period) FROM ledger_periods WHERE period >= {month} AND status = 'closed'),
+                 {month}),
+        CAST({reference} AS json)
+    FROM {guard}
+    ON CONFLICT (idempotency_scope, idempotency_key) DO NOTHING
+    RETURNING id, period
+), ledger_postings AS (
+    INSERT INTO ledger_postings (transaction_id, line, account, brand_id, amount, currency)
+    SELECT ledger_tx.id, u.line, u.account, u.brand_id, u.amount, u.currency
+    FROM ledger_tx CROSS JOIN json_to_recordset(CAST({postings} AS json))
+        AS u(line smallint, account varchar, brand_id varchar, amount bigint, currency varchar)
+)"""
+
+
+def prepare_priced_event(
+    priced: contracts.PricedEvent,
+    *,
+    brand_id: str | None,
+    idempotency_key: str,
+    occurred_at: datetime,
+    kind: str | None = None,
+    reference: Mapping[str, object] | None = None,
+) -> PreparedPosting:
+    """What :func:`post_priced_event` would write, validated the same way (422 problems), not written."""
+    kind = kind or priced.commission_kind
+    occurred = _validate_header(kind, idempotency_key, occurred_at, brand_id)
+    brands = _validate_postings(priced.postings, True)
+    clean_reference = _validate_reference({**_priced_reference(priced), **(reference or {})})
+    return PreparedPosting(
+        id=new_id("ltx"),
+        scope=brand_id or ALLIANCE_SCOPE,
+        idempotency_key=idempotency_key,
+        brand_id=brand_id,
+        kind=kind,
+        occurred_at=occurred,
+        posted_at=utcnow(),
+        month=contracts.month_of(occurred),
+        reference_json=msgspec.json.encode(clean_reference).decode("utf-8"),
+        postings_json=msgspec.json.encode(
+            [
+                {"line": line, "account": p.account, "brand_id": brand, "amount": p.amount, "currency": p.currency}
+                for line, (p, brand) in enumerate(zip(priced.postings, brands, strict=True))
+            ]
+        ).decode("utf-8"),
+    )
+
+
+def _priced_reference(priced: contracts.PricedEvent) -> dict[str, object]:
+    return {
+        "event_id": priced.event_id,
+        "contract_id": priced.contract_id,
+        "contract_version": priced.contract_version,
+        "commission": priced.commission,
+        "commission_kind": priced.commission_kind,
+        "commission_payer": priced.commission_payer,
+        "commission_payee": priced.commission_payee,
+        "commission_month": priced.commission_month,
+    }
+
+
 async def post_priced_event(
     session: AsyncSession,
     priced: contracts.PricedEvent,
@@ -482,16 +573,7 @@ async def post_priced_event(
     priced it and the commission (callers add their own ids). An event priced to nothing (no
     obligations) is still recorded, with no postings, so its idempotency key is spent.
     """
-    base: dict[str, object] = {
-        "event_id": priced.event_id,
-        "contract_id": priced.contract_id,
-        "contract_version": priced.contract_version,
-        "commission": priced.commission,
-        "commission_kind": priced.commission_kind,
-        "commission_payer": priced.commission_payer,
-        "commission_payee": priced.commission_payee,
-        "commission_month": priced.commission_month,
-    }
+    base = _priced_reference(priced)
     base.update(reference or {})
     return await post_transaction(
         session,

@@ -13,6 +13,7 @@ The first problem is reported with the transaction id and ``seq`` (or the accoun
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import func, select
@@ -75,11 +76,15 @@ async def _postings_of(session: AsyncSession, ids: list[str]) -> dict[str, list[
     return legs
 
 
-async def _check_chain(session: AsyncSession, sums: dict[tuple[str, str], int]) -> tuple[int, str, str | None]:
+async def _check_chain(
+    session: AsyncSession, sums: dict[tuple[str, str], int], progress: Callable[[int], None] | None = None
+) -> tuple[int, str, str | None]:
     """Walk the sealed chain; returns (last seq, last hash, last id) and fills ``sums``."""
     t = LedgerTransaction.__table__
     expected_seq, prev_hash, last_id = 1, GENESIS_HASH, None
     while True:
+        if progress is not None:
+            progress(expected_seq - 1)
         rows = (await session.execute(select(t).where(t.c.seq >= expected_seq).order_by(t.c.seq).limit(_CHUNK))).all()
         if not rows:
             return expected_seq - 1, prev_hash, last_id
@@ -194,13 +199,18 @@ async def _check_balances(session: AsyncSession, sums: dict[tuple[str, str], int
                 )
 
 
-async def verify_ledger(session: AsyncSession, *, seal: bool = True) -> VerifyReport:
+async def verify_ledger(
+    session: AsyncSession, *, seal: bool = True, progress: Callable[[int], None] | None = None
+) -> VerifyReport:
     """Verify the whole ledger inside the caller's transaction and return a report (never raises for a
     ledger problem: ``ok`` is false and ``problem`` says what and where).
 
     With ``seal`` (the default) pending transactions are sealed first, so everything committed so far
     is checked against the chain. The chain head stays locked until the caller's transaction ends, so
     no sealer moves the chain or the balances while they are compared.
+
+    ``progress``, if given, is called with the number of sealed transactions checked so far, before each
+    chunk of the chain walk (the console shows it while a long verification runs).
     """
     sealed_now = await seal_pending(session) if seal else 0
     if not seal:
@@ -212,7 +222,7 @@ async def verify_ledger(session: AsyncSession, *, seal: bool = True) -> VerifyRe
     pending = 0
     problem: VerifyProblem | None = None
     try:
-        last_seq, last_hash, last_id = await _check_chain(session, sums)
+        last_seq, last_hash, last_id = await _check_chain(session, sums, progress)
         transactions = last_seq
         if (head_seq, head_hash) != (last_seq, last_hash):
             raise _Failed(

@@ -12,11 +12,12 @@ from litestar.response import Stream
 
 from alliance.core.database import session_factory
 from alliance.core.deps import Audit, Caller, Db
+from alliance.core.problems import problem_responses
 from alliance.matches import service
 from alliance.matches.schemas import MatchCreate, MatchOut, MatchResultOut, TaskOut, TaskRefusal
 from alliance.segments import storage
 from alliance.segments.config import HARD_MAX_SEGMENT_ITEMS, load_psi_settings
-from alliance.segments.routes import OCTET_STREAM, binary_body
+from alliance.segments.routes import OCTET_STREAM, BinaryBodyOperation, binary_body
 from privacy.psi import SignedMembershipReport
 
 __all__ = ["MatchController", "TaskController"]
@@ -61,6 +62,7 @@ class MatchController(Controller):
         "/{match_id:str}/result",
         operation_id="getMatchResult",
         summary="What the disclosure policy releases: a count (cardinality) or the recipient's signed count",
+        responses=problem_responses(409),
     )
     async def result(self, db: Db, caller: Caller, audit: Audit, match_id: FromPath[str]) -> MatchResultOut:
         return await service.match_result(db, audit, _brand(caller), match_id, load_psi_settings())
@@ -95,6 +97,8 @@ class TaskController(Controller):
         "/{task_id:str}/items",
         operation_id="getTaskItems",
         summary="The counterparty's published points to re-blind (application/octet-stream, 32-byte records)",
+        media_type=OCTET_STREAM,
+        responses=problem_responses(409),
     )
     async def items(self, request: Request[Any, Any, Any], db: Db, caller: Caller, task_id: FromPath[str]) -> Stream:
         set_id, count = await service.task_input_set(db, _brand(caller), task_id)
@@ -104,6 +108,8 @@ class TaskController(Controller):
         "/{task_id:str}/reblinded",
         operation_id="getTaskReblinded",
         summary="Membership recipient only: the counterparty's ordered re-blinding of your own segment",
+        media_type=OCTET_STREAM,
+        responses=problem_responses(409),
     )
     async def reblinded(
         self, request: Request[Any, Any, Any], db: Db, caller: Caller, task_id: FromPath[str]
@@ -116,6 +122,8 @@ class TaskController(Controller):
         operation_id="putTaskResult",
         summary="Upload the re-blinded points (application/octet-stream, exactly the declared count)",
         request_max_body_size=HARD_MAX_SEGMENT_ITEMS * 32,
+        operation_class=BinaryBodyOperation,
+        responses=problem_responses(415),
     )
     async def result(
         self, request: Request[Any, Any, Any], db: Db, caller: Caller, audit: Audit, task_id: FromPath[str]

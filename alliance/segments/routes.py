@@ -2,21 +2,38 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from litestar import Controller, Request, get, post, put
+from litestar.openapi.spec import OpenAPIFormat, OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
 from litestar.params import FromPath, JSONBody
 
 from alliance.core.deps import Audit, Caller, Db
-from alliance.core.problems import Problem
+from alliance.core.problems import Problem, problem_responses
 from alliance.core.settings import get_settings
 from alliance.segments import service
 from alliance.segments.config import HARD_MAX_SEGMENT_ITEMS, load_psi_settings
 from alliance.segments.schemas import SegmentCreate, SegmentOut
 
-__all__ = ["OCTET_STREAM", "SegmentController", "alliance_id_of", "binary_body"]
+__all__ = ["OCTET_STREAM", "BinaryBodyOperation", "SegmentController", "alliance_id_of", "binary_body"]
 
 OCTET_STREAM = "application/octet-stream"
+
+
+@dataclass
+class BinaryBodyOperation(Operation):
+    """``operation_class`` of a route that reads its body with :func:`binary_body`: documents the
+    ``application/octet-stream`` request body the handler's signature cannot show."""
+
+    def __post_init__(self) -> None:
+        self.request_body = RequestBody(
+            required=True,
+            description="Concatenated 32-byte records",
+            content={
+                OCTET_STREAM: OpenAPIMediaType(schema=Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.BINARY))
+            },
+        )
 
 
 def alliance_id_of(request: Request[Any, Any, Any]) -> str:
@@ -69,6 +86,8 @@ class SegmentController(Controller):
         ),
         # The JSON body limit does not apply: the per-request limit is the segment's declared size.
         request_max_body_size=HARD_MAX_SEGMENT_ITEMS * 32,
+        operation_class=BinaryBodyOperation,
+        responses=problem_responses(415),
     )
     async def upload(
         self, request: Request[Any, Any, Any], db: Db, caller: Caller, audit: Audit, segment_id: FromPath[str]

@@ -4,18 +4,27 @@ resolution."""
 
 from __future__ import annotations
 
-import base64
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from litestar import Controller, Request, Response, get, post
-from litestar.params import FromPath, FromQuery, JSONBody
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import FromPath, JSONBody, QueryParameter
 
 from alliance.core.deps import Audit, Caller, Db
-from alliance.core.problems import Problem
+from alliance.core.openapi import CSV, PDF, also_served_as
+from alliance.core.problems import Problem, problem_responses
 from alliance.core.settings import Settings
-from alliance.settlement import service
+from alliance.settlement import service, signing
 from alliance.settlement.pdf import statement_pdf
-from alliance.settlement.schemas import DisputeIn, DisputeOut, DisputeResolveIn, ExchangeKeyOut, ReportOut, RunOut
+from alliance.settlement.schemas import (
+    DisputeIn,
+    DisputeOut,
+    DisputeResolveIn,
+    ExchangeKeyOut,
+    ReportOut,
+    RunOut,
+    StatementSigned,
+)
 
 __all__ = ["DisputeController", "ExchangeKeyController", "SettlementAdminController", "StatementController"]
 
@@ -30,6 +39,13 @@ Format = Literal["json", "csv", "pdf"]
 def _settings(request: Request[Any, Any, Any]) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
+
+
+def _format_parameter(*allowed: str) -> Any:
+    """The documented ``format`` query parameter; :func:`_format` answers any other value with a 400."""
+    return QueryParameter(
+        description="The body's format (default: by `Accept`, else json)", schema_extra={"enum": list(allowed)}
+    )
 
 
 def _format(request: Request[Any, Any, Any], requested: str | None, allowed: tuple[str, ...]) -> str:
@@ -52,6 +68,11 @@ class StatementController(Controller):
         "/{month:str}",
         operation_id="getStatement",
         summary="The brand's signed statement of a closed month (JSON, CSV or PDF by Accept or ?format=)",
+        responses={
+            200: ResponseSpec(StatementSigned, description="The statement, as ?format= or Accept asks"),
+            **problem_responses(404, 409),
+        },
+        operation_class=also_served_as({"text/csv": CSV, "application/pdf": PDF}),
     )
     async def statement(
         self,
@@ -59,7 +80,7 @@ class StatementController(Controller):
         db: Db,
         caller: Caller,
         month: FromPath[str],
-        format: FromQuery[str | None] = None,
+        format: Annotated[str | None, _format_parameter("json", "csv", "pdf")] = None,
     ) -> Response[bytes]:
         assert caller.brand_id is not None
         kind = _format(request, format, ("json", "csv", "pdf"))
@@ -70,8 +91,10 @@ class StatementController(Controller):
         elif kind == "pdf":
             body = statement_pdf(row)
         else:
-            key = await service.exchange_key(db, _settings(request).exchange_signing_key_file)
-            body = service.statement_json(row, base64.b64decode(key.public_key))
+            # The key recorded at close (it may have been rotated since), registering the current one
+            # first if the statement predates its registration.
+            public = await signing.statement_public_key(db, row.key_id, _settings(request).exchange_signing_key_file)
+            body = service.statement_json(row, public)
         return Response(
             body,
             media_type=_MEDIA[kind],
@@ -104,9 +127,20 @@ class ExchangeKeyController(Controller):
     path = "/exchange-key"
     tags = ["settlement"]
 
-    @get("/", operation_id="getExchangeKey", summary="The exchange's Ed25519 public key that signs statements")
-    async def key(self, request: Request[Any, Any, Any], db: Db, caller: Caller) -> ExchangeKeyOut:
-        return await service.exchange_key(db, _settings(request).exchange_signing_key_file)
+    @get(
+        "/",
+        operation_id="getExchangeKey",
+        summary="The exchange's Ed25519 public key that signs statements; ?key_id= any earlier one",
+        responses=problem_responses(404),
+    )
+    async def key(
+        self,
+        request: Request[Any, Any, Any],
+        db: Db,
+        caller: Caller,
+        key_id: Annotated[str | None, QueryParameter(max_length=32)] = None,
+    ) -> ExchangeKeyOut:
+        return await service.exchange_key(db, _settings(request).exchange_signing_key_file, key_id)
 
 
 class SettlementAdminController(Controller):
@@ -136,9 +170,15 @@ class SettlementAdminController(Controller):
         "/reports/{month:str}",
         operation_id="getMonthlyReport",
         summary="A closed month's alliance summary (JSON, or CSV by Accept or ?format=csv)",
+        responses={200: ResponseSpec(ReportOut, description="The report, as ?format= or Accept asks")},
+        operation_class=also_served_as({"text/csv": CSV}),
     )
     async def report(
-        self, request: Request[Any, Any, Any], db: Db, month: FromPath[str], format: FromQuery[str | None] = None
+        self,
+        request: Request[Any, Any, Any],
+        db: Db,
+        month: FromPath[str],
+        format: Annotated[str | None, _format_parameter("json", "csv")] = None,
     ) -> Response[Any]:
         report: ReportOut = await service.monthly_report(db, month)
         if _format(request, format, ("json", "csv")) == "csv":

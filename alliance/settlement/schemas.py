@@ -178,6 +178,9 @@ class ExchangeKeyOut(msgspec.Struct, frozen=True, kw_only=True):
     key_id: str
     public_key: str
     statement_format: str
+    current: bool = True  # False: a retired key, still valid for the statements it signed
+    created_at: datetime | None = None
+    retired_at: datetime | None = None
 
 
 class ReportBrand(msgspec.Struct, frozen=True, kw_only=True):

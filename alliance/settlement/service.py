@@ -8,11 +8,12 @@ Public API (no HTTP objects; errors are `Problem`):
   statements, checks they are byte-identical to the stored ones and returns the run (``already_closed``).
 * ``await build_statements(session, month, *, key_file) -> (dict[brand_id, bytes], RunTotals)``
 * ``await get_statement(session, brand_id, month) -> SettlementStatement`` (404 for no statement)
-* ``statement_json(row) -> bytes``, ``statement_csv(row) -> bytes``
+* ``statement_json(row, public_key=None) -> bytes`` (with the key that signed it), ``statement_csv(row) -> bytes``
 * ``await list_runs(session) -> list[RunOut]``, ``await get_run(session, month) -> RunOut``
 * ``await open_dispute(...)``, ``await list_disputes(...)``, ``await resolve_dispute(...)``
 * ``await monthly_report(session, month) -> ReportOut``, ``report_csv(report) -> bytes``
-* ``await exchange_key(session, key_file) -> ExchangeKeyOut``
+* ``await exchange_key(session, key_file, key_id=None) -> ExchangeKeyOut`` (current, or any by key id),
+  ``await list_exchange_keys(session, key_file)``, ``await rotate_exchange_key(session, ctx, key_file)``
 """
 
 from __future__ import annotations
@@ -28,8 +29,10 @@ from typing import Any
 
 import msgspec
 from sqlalchemy import and_, case, func, or_, select, text
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
 
 import contracts
 from alliance.core.audit import AuditContext, record_audit
@@ -46,6 +49,7 @@ from alliance.db.models import (
     SettlementDispute,
     SettlementRun,
     SettlementStatement,
+    StatementKey,
 )
 from alliance.ledger import service as ledger
 from alliance.ledger.sealer import lock_chain_head, seal_pending
@@ -79,11 +83,13 @@ __all__ = [
     "get_run",
     "get_statement",
     "list_disputes",
+    "list_exchange_keys",
     "list_runs",
     "monthly_report",
     "open_dispute",
     "report_csv",
     "resolve_dispute",
+    "rotate_exchange_key",
     "statement_csv",
     "statement_json",
 ]
@@ -495,18 +501,31 @@ async def get_run(session: AsyncSession, month: str) -> RunOut:
 
 
 async def get_statement(session: AsyncSession, brand_id: str, month: str) -> SettlementStatement:
-    """The brand's own statement of a closed month; 404 ``statement-not-found`` otherwise (also when
-    the month is closed but the brand had no activity)."""
+    """The brand's own statement of a closed month, with the key that signed it; 404
+    ``statement-not-found`` otherwise (also when the month is closed but the brand had no activity)."""
     check_month(month)
-    row = await session.get(SettlementStatement, (month, brand_id))
+    row = await session.get(
+        SettlementStatement, (month, brand_id), options=[selectinload(SettlementStatement.signing_key)]
+    )
     if row is None:
         raise Problem(404, "statement-not-found", f"no statement for {month}")
     return row
 
 
-def statement_json(row: SettlementStatement, public_key: bytes) -> bytes:
+def statement_json(row: SettlementStatement, public_key: bytes | None = None) -> bytes:
     """``{"signature": {...}, "statement": {...}}`` - canonical JSON (keys sorted), the statement
-    exactly as signed."""
+    exactly as signed, with the public half of the key that signed it (``row.key_id``): the key
+    recorded for that id (loaded by :func:`get_statement`), else ``public_key`` if it has that id.
+    409 ``statement-key-unknown`` if neither (the key that signed it was never registered)."""
+    recorded = None if "signing_key" in sa_inspect(row).unloaded else row.signing_key
+    if recorded is not None:
+        public_key = bytes(recorded.public_key)
+    if public_key is None or signing.key_id_of(public_key) != row.key_id:
+        raise Problem(
+            409,
+            "statement-key-unknown",
+            f"the statement of {row.period} was signed with key {row.key_id}, which is not on record here",
+        )
     signature = signing.canonical_json(
         {
             "algorithm": "Ed25519",
@@ -582,15 +601,45 @@ def statement_csv(row: SettlementStatement) -> bytes:
     return "\ufeff".encode() + out.getvalue().encode("utf-8")
 
 
-async def exchange_key(session: AsyncSession, key_file: str) -> ExchangeKeyOut:
-    key = await signing.load_statement_key(session, key_file)
-    public = key.public_key().public_bytes_raw()
+async def exchange_key(session: AsyncSession, key_file: str, key_id: str | None = None) -> ExchangeKeyOut:
+    """The exchange's current statement key, or with ``key_id`` any key that ever signed statements
+    here (404 ``exchange-key-not-found``)."""
+    current = signing.key_id_of((await signing.load_statement_key(session, key_file)).public_key().public_bytes_raw())
+    wanted = current if key_id is None else key_id
+    row = await session.scalar(select(StatementKey).where(StatementKey.key_id == wanted))
+    if row is None:
+        raise Problem(404, "exchange-key-not-found", f"no statement key {key_id!r} has signed here")
+    return _key_out(row, current=row.key_id == current)
+
+
+def _key_out(row: StatementKey, *, current: bool) -> ExchangeKeyOut:
     return ExchangeKeyOut(
         algorithm="Ed25519",
-        key_id=signing.key_id_of(public),
-        public_key=base64.b64encode(public).decode("ascii"),
+        key_id=row.key_id,
+        public_key=base64.b64encode(bytes(row.public_key)).decode("ascii"),
         statement_format=STATEMENT_FORMAT,
+        current=current,
+        created_at=row.created_at,
+        retired_at=None if current else row.retired_at,
     )
+
+
+async def list_exchange_keys(session: AsyncSession, key_file: str) -> list[ExchangeKeyOut]:
+    """Every statement key, oldest first; the current one has ``current: true``."""
+    rows = await signing.list_statement_keys(session, key_file)
+    current = signing.key_id_of((await signing.load_statement_key(session, key_file)).public_key().public_bytes_raw())
+    return [_key_out(row, current=row.key_id == current) for row in rows]
+
+
+async def rotate_exchange_key(session: AsyncSession, ctx: AuditContext, key_file: str) -> ExchangeKeyOut:
+    """Replace the database-stored statement key (409 ``statement-key-in-file`` when the key is a file:
+    replace the file instead). Statements already issued keep their key id and verify as before."""
+    try:
+        old_id, new_id_ = await signing.rotate_statement_key(session, key_file)
+    except signing.StatementKeyInFile as exc:
+        raise Problem(409, "statement-key-in-file", str(exc)) from None
+    record_audit(session, ctx, "statement_key.rotate", target=new_id_, details={"previous_key_id": old_id})
+    return await exchange_key(session, key_file)
 
 
 # --- disputes ---------------------------------------------------------------------------------------

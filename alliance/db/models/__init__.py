@@ -15,7 +15,7 @@ from alliance.db.models.benefits import (
 )
 from alliance.db.models.brand import ApiKey, Brand
 from alliance.db.models.console import ConsoleLoginAttempt, ConsoleSecret, ConsoleSession, ConsoleUser
-from alliance.db.models.contracts import Contract, ContractSignature, ContractVersion, SigningKey
+from alliance.db.models.contracts import Contract, ContractReview, ContractSignature, ContractVersion, SigningKey
 from alliance.db.models.ledger import (
     LedgerAccount,
     LedgerChainHead,
@@ -26,7 +26,7 @@ from alliance.db.models.ledger import (
 from alliance.db.models.matches import MatchJob, MatchTaskRow, PsiBudget
 from alliance.db.models.referrals import Conversion, ExchangeSigningKey, Referral
 from alliance.db.models.segments import PointChunk, Segment
-from alliance.db.models.settlement import SettlementDispute, SettlementRun, SettlementStatement
+from alliance.db.models.settlement import SettlementDispute, SettlementRun, SettlementStatement, StatementKey
 from alliance.db.models.webhooks import WebhookDelivery, WebhookEndpoint
 
 __all__ = [
@@ -43,6 +43,7 @@ __all__ = [
     "ConsoleSession",
     "ConsoleUser",
     "Contract",
+    "ContractReview",
     "ContractSignature",
     "ContractVersion",
     "Conversion",
@@ -67,6 +68,7 @@ __all__ = [
     "SettlementRun",
     "SettlementStatement",
     "SigningKey",
+    "StatementKey",
     "WebhookDelivery",
     "WebhookEndpoint",
 ]

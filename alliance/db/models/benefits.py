@@ -26,6 +26,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -157,6 +158,17 @@ class Redemption(Base):
         UniqueConstraint("coupon_id", name="uq_redemptions_coupon_id"),
         Index("ix_redemptions_funding_brand_id_redeemed_at", "funding_brand_id", "redeemed_at"),
         Index("ix_redemptions_benefit_id", "benefit_id"),
+        # The console's redemption list: keyset on (redeemed_at, id), per filter (migration 0009).
+        Index("ix_redemptions_redeemed_at_id", "redeemed_at", "id"),
+        Index("ix_redemptions_benefit_id_redeemed_at", "benefit_id", "redeemed_at", "id"),
+        Index("ix_redemptions_distributor_brand_id_redeemed_at", "distributor_brand_id", "redeemed_at", "id"),
+        Index(
+            "ix_redemptions_reversed",
+            "redeemed_at",
+            "id",
+            postgresql_where=text("status <> 'redeemed'"),
+            sqlite_where=text("status <> 'redeemed'"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)

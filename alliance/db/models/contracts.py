@@ -15,7 +15,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from alliance.db.base import Base, UTCDateTime, utcnow
 
-__all__ = ["Contract", "ContractSignature", "ContractVersion", "SigningKey"]
+__all__ = ["Contract", "ContractReview", "ContractSignature", "ContractVersion", "SigningKey"]
 
 
 class SigningKey(Base):
@@ -42,6 +42,7 @@ class Contract(Base):
     __table_args__ = (
         UniqueConstraint("party_a", "party_b", name="uq_contracts_party_a"),
         Index("ix_contracts_party_b", "party_b"),
+        Index("ix_contracts_created_at", "created_at", "id"),  # the console's keyset pages
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -84,3 +85,28 @@ class ContractSignature(Base):
     key_id: Mapped[str] = mapped_column(ForeignKey("signing_keys.id"))
     signature: Mapped[bytes] = mapped_column(LargeBinary(64))
     signed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class ContractReview(Base):
+    """The alliance's review of one version: ``approved`` or ``rejected`` (with a reason) by an operator.
+
+    A review is a veto, not a gate: a version comes into force when both parties sign, reviewed or not;
+    a rejected version never governs anything again (``terms_in_force`` refuses its period). A rejection
+    is final; an approval may later be turned into a rejection.
+    """
+
+    __tablename__ = "contract_reviews"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["contract_id", "version"],
+            ["contract_versions.contract_id", "contract_versions.version"],
+            name="fk_contract_reviews_version",
+        ),
+    )
+
+    contract_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    decision: Mapped[str] = mapped_column(String(16))  # approved | rejected
+    reason: Mapped[str | None] = mapped_column(String(500))
+    reviewed_by: Mapped[str] = mapped_column(String(100))
+    reviewed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

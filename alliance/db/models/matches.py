@@ -27,6 +27,7 @@ class MatchJob(Base):
     __table_args__ = (
         Index("ix_match_jobs_requester_brand_id", "requester_brand_id", "requested_at"),
         Index("ix_match_jobs_responder_brand_id", "responder_brand_id", "requested_at"),
+        Index("ix_match_jobs_requested_at", "requested_at", "id"),  # the console's keyset pages
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)

@@ -28,7 +28,10 @@ class Segment(Base):
     """
 
     __tablename__ = "segments"
-    __table_args__ = (Index("ix_segments_brand_id_created_at", "brand_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_segments_brand_id_created_at", "brand_id", "created_at"),
+        Index("ix_segments_created_at", "created_at", "id"),  # the console's keyset pages
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     brand_id: Mapped[str] = mapped_column(ForeignKey("brands.id"))

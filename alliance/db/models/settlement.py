@@ -11,11 +11,11 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, ForeignKey, Index, Integer, LargeBinary, String, Text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from alliance.db.base import Base, UTCDateTime, utcnow
 
-__all__ = ["SettlementDispute", "SettlementRun", "SettlementStatement"]
+__all__ = ["SettlementDispute", "SettlementRun", "SettlementStatement", "StatementKey"]
 
 
 class SettlementRun(Base):
@@ -45,6 +45,11 @@ class SettlementStatement(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     signature: Mapped[str] = mapped_column(String(128))
     key_id: Mapped[str] = mapped_column(String(32))
+    # The key that signed it (loaded by ``settlement.service.get_statement``; no foreign key: a key file
+    # registers itself on first use, possibly after statements it signed were written by an older version).
+    signing_key: Mapped[StatementKey | None] = relationship(
+        primaryjoin="foreign(SettlementStatement.key_id) == StatementKey.key_id", viewonly=True, lazy="raise"
+    )
 
 
 class SettlementDispute(Base):
@@ -64,3 +69,19 @@ class SettlementDispute(Base):
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     resolution: Mapped[str | None] = mapped_column(Text)
     adjustment_transaction_id: Mapped[str | None] = mapped_column(String(32))
+
+
+class StatementKey(Base):
+    """The public half of every key that has signed statements, by key id (the first 16 hex digits of
+    SHA-256 of the raw public key), kept forever: a statement is served and verified with the key it
+    was signed with, whatever the current key is. ``source``: ``database`` (``exchange_signing_keys``)
+    or ``file`` (``ALLIANCE_EXCHANGE_SIGNING_KEY_FILE``, registered on first use). ``retired_at``: when
+    another key became the current one."""
+
+    __tablename__ = "statement_keys"
+
+    key_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    public_key: Mapped[bytes] = mapped_column(LargeBinary)
+    source: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
