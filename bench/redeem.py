@@ -33,6 +33,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections import Counter
@@ -164,14 +165,52 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / _CLOCK_TICKS
 
 
-async def backend_pids(pg: str, database: str) -> list[int]:
-    """PostgreSQL backends connected to the bench database (the server's pool)."""
-    conn = await asyncpg.connect(pg)
-    try:
-        rows = await conn.fetch("SELECT pid FROM pg_stat_activity WHERE datname = $1", database)
-    finally:
-        await conn.close()
-    return [row["pid"] for row in rows]
+class BackendClock:
+    """CPU time of the PostgreSQL backends serving one database, sampled from /proc every 0.2 s in a
+    thread (a backend's title names its database), so that connections opened and closed during the
+    run count too (up to their last sample)."""
+
+    def __init__(self, database: str) -> None:
+        self.marker = f" {database} ".encode()
+        self.first: dict[int, float] = {}
+        self.last: dict[int, float] = {}
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self, initial: bool) -> None:
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    if self.marker not in f.read().replace(b"\0", b" ") + b" ":
+                        continue
+            except OSError:
+                continue
+            pid = int(entry)
+            seconds = cpu_seconds([pid])
+            if initial:
+                self.first[pid] = seconds
+            self.first.setdefault(pid, 0.0)
+            self.last[pid] = max(seconds, self.last.get(pid, 0.0))
+
+    def _run(self) -> None:
+        while not self.stop.wait(0.2):
+            self._sample(False)
+
+    def __enter__(self) -> BackendClock:
+        self._sample(True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._sample(False)
+        self.stop.set()
+        self.thread.join()
+
+    @property
+    def seconds(self) -> float:
+        return sum(self.last[pid] - self.first[pid] for pid in self.last)
 
 
 def free_port() -> int:
@@ -300,11 +339,10 @@ def main() -> None:
         main_run = requests[len(warm) :]
         asyncio.run(drive(port, warm, args.warmup, args.concurrency, args.rate))
         server_pids = process_tree(process.pid)
-        pg_pids = asyncio.run(backend_pids(args.pg, name))
-        before = cpu_seconds(server_pids), cpu_seconds(pg_pids), time.process_time()
-        record = asyncio.run(drive(port, main_run, args.seconds, args.concurrency, args.rate))
-        pg_pids += [pid for pid in asyncio.run(backend_pids(args.pg, name)) if pid not in pg_pids]
-        after = cpu_seconds(server_pids), cpu_seconds(pg_pids), time.process_time()
+        with BackendClock(name) as backends:
+            before = cpu_seconds(server_pids), time.process_time()
+            record = asyncio.run(drive(port, main_run, args.seconds, args.concurrency, args.rate))
+            after = cpu_seconds(server_pids), time.process_time()
     finally:
         if process is not None:
             process.terminate()
@@ -327,7 +365,8 @@ def main() -> None:
         f"{args.workers} server workers (statuses {dict(statuses)})"
     )
     print(f"sustained: {len(ok) / span:.0f} redemptions/s")
-    server_ms, pg_ms, client_ms = ((a - b) * 1000 / max(1, len(record)) for a, b in zip(after, before, strict=True))
+    server_ms, client_ms = ((a - b) * 1000 / max(1, len(record)) for a, b in zip(after, before, strict=True))
+    pg_ms = backends.seconds * 1000 / max(1, len(record))
     print(
         f"CPU per request: {server_ms + pg_ms + client_ms:.2f} ms = server {server_ms:.2f} + PostgreSQL backends "
         f"{pg_ms:.2f} + load client {client_ms:.2f} (ms; /proc clocks over the measured run)"

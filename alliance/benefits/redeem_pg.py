@@ -7,21 +7,23 @@ Here the same work is:
 1. one read (coupon, benefit, distributor still allowed, webhook listeners, the contract between the two
    brands with its fully signed and rejected versions, the month-to-date commission total);
 2. one write: a single statement of data-modifying CTEs, hence one atomic transaction of its own, that
-   claims the coupon (``WHERE status = 'issued'``), counts the member's use (``ON CONFLICT ... WHERE
-   count < limit``), spends the budget (``WHERE spent + this <= budget``), adds the commission to the
-   month-to-date total under the guard of `booking.settle`, and - only if all of those held - inserts
-   the ledger transaction and its postings (`alliance.ledger.service.PG_POST_CTE`, validated by
-   `prepare_priced_event`), the redemption, the idempotency record and the audit row. Locks are taken
-   in the order of :mod:`alliance.benefits.booking` (coupon -> member -> benefit -> total). If a guard
-   failed the statement ends in a deliberate division by zero, which aborts it: none of its writes stay.
+   claims the coupon (``WHERE status = 'issued'``) and counts the member's use (``ON CONFLICT ... WHERE
+   count < limit``); if both held, inserts the ledger transaction and its postings
+   (`alliance.ledger.service.PG_POST_CTE`, validated by `prepare_priced_event`), the redemption, the
+   webhook outbox rows (`alliance.webhooks.service.delivery_rows`), the idempotency record and the audit
+   row; and last - the hot rows every redemption of the benefit updates, locked until the commit -
+   spends the budget (``WHERE spent + this <= budget``) and adds the commission to the month-to-date
+   total under the guard of `booking.settle`. That is the lock order of :mod:`alliance.benefits.booking`
+   (coupon -> member -> benefit -> total) and the general path's order of writes. If any guard failed
+   the statement ends in a deliberate division by zero, which aborts it: none of its writes stay.
 
 The checks the read makes (state, window, distributor, channel, currency, minimum spend, new-customer
 rule, contract in force) are the general path's; the conditions that can change under a concurrent
 request are re-checked by the write itself, as in the general path. Anything other than a clean
 success - an unknown or used coupon, a benefit that cannot be used, a lost race, a reached limit, a
-moved total, a reused idempotency key, a deadlock, webhook endpoints to notify (their outbox rows are
-written by the general path) - leaves nothing written and returns ``None``: the caller then runs the
-general path, which gives the precise problem, the stored answer of a replay, or the redemption.
+moved total, a reused idempotency key, a deadlock - leaves nothing written and returns ``None``: the
+caller then runs the general path, which gives the precise problem, the stored answer of a replay, or
+the redemption.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from alliance.core.problems import Problem
 from alliance.db.base import utcnow
 from alliance.db.models import ContractVersion
 from alliance.ledger import service as ledger_service
+from alliance.webhooks import service as webhooks
 
 __all__ = ["try_redeem"]
 
@@ -51,8 +54,8 @@ SELECT c.id, c.status, c.distributor_brand_id,
        b.new_customers_only, b.per_member_limit, b.value_kind, b.value, b.max_discount,
        EXISTS (SELECT 1 FROM benefit_distributors d
                WHERE d.benefit_id = c.benefit_id AND d.brand_id = c.distributor_brand_id),
-       EXISTS (SELECT 1 FROM webhook_endpoints w
-               WHERE w.brand_id IN ($2, c.distributor_brand_id) AND w.status = 'active'),
+       (SELECT CAST(json_agg(json_build_array(w.id, w.brand_id, w.events)) AS text) FROM webhook_endpoints w
+        WHERE w.brand_id IN ($2, c.distributor_brand_id) AND w.status = 'active'),
        k.id,
        ARRAY(SELECT v.version FROM contract_versions v
              WHERE v.contract_id = k.id
@@ -81,7 +84,43 @@ WITH claim AS (
     ON CONFLICT (benefit_id, member_hash) DO UPDATE SET count = u.count + 1
     WHERE u.count < $5::integer
     RETURNING 1
-), spend AS (
+), won AS (
+    SELECT 1 AS one FROM claim WHERE $5::integer IS NULL OR EXISTS (SELECT 1 FROM usage)
+), {ledger}, redemption AS (
+    INSERT INTO redemptions (id, coupon_id, benefit_id, funding_brand_id, distributor_brand_id,
+        order_reference, order_amount, discount, currency, channel, store_id, member_hash, redeemed_at,
+        contract_id, contract_version, commission, ledger_transaction_id, refunded_amount,
+        restored_discount, status)
+    SELECT $15::varchar, $2::varchar, $3::varchar, $16::varchar, $17::varchar, $18::varchar, $19::bigint,
+           $6::bigint, $20::varchar, $21::varchar, $22::varchar, $4::varchar, $1::timestamptz, $8::varchar,
+           $23::integer, $12::bigint, $24::varchar, 0, 0, 'redeemed'
+    FROM won
+    RETURNING 1
+), idem AS (
+    INSERT INTO idempotency_records (brand_id, key, operation, fingerprint, status_code, response_body,
+        resource_id, created_at)
+    SELECT $16::varchar, $25::varchar, $26::varchar, $27::varchar, 201, $28::bytea, $15::varchar,
+           $1::timestamptz FROM won
+    RETURNING 1
+), hooks AS (
+    INSERT INTO webhook_deliveries (id, endpoint_id, brand_id, event_id, event_type, payload, status, attempts,
+        next_attempt_at, created_at)
+    SELECT u.id, u.endpoint_id, u.brand_id, u.event_id, u.event_type, u.payload, 'pending', 0,
+           $1::timestamptz, $1::timestamptz
+    FROM won CROSS JOIN json_to_recordset($40::json)
+        AS u(id varchar, endpoint_id varchar, brand_id varchar, event_id varchar, event_type varchar, payload text)
+    RETURNING 1
+), audit AS (
+    INSERT INTO audit_log (at, actor, brand_id, action, target, source_ip, request_id, details)
+    SELECT $1::timestamptz, $29::varchar, $16::varchar, 'redemption.create', $15::varchar, $30::varchar,
+           $31::varchar, $32::json FROM won
+    RETURNING 1
+), written AS (  -- every insert has run (the counts make each CTE run in full) before the hot rows below
+    SELECT 1 AS one FROM won
+    WHERE (SELECT count(*) FROM ledger_tx) = 1 AND (SELECT count(*) FROM ledger_postings) >= 0
+      AND (SELECT count(*) FROM redemption) = 1 AND (SELECT count(*) FROM idem) = 1
+      AND (SELECT count(*) FROM hooks) >= 0 AND (SELECT count(*) FROM audit) = 1
+), spend AS (  -- the hot rows last: their locks are held from here to the commit at the statement's end
     UPDATE benefits AS b
     SET spent_count = b.spent_count + 1,
         spent_amount = b.spent_amount + $6::bigint,
@@ -91,8 +130,7 @@ WITH claim AS (
         updated_at = $1::timestamptz
     WHERE b.id = $3::varchar AND b.status = 'active'
       AND b.budget_count >= b.spent_count + 1 AND b.budget_amount >= b.spent_amount + $6::bigint
-      AND EXISTS (SELECT 1 FROM claim)
-      AND ($5::integer IS NULL OR EXISTS (SELECT 1 FROM usage))
+      AND EXISTS (SELECT 1 FROM written)
     RETURNING 1
 ), total AS (
     INSERT INTO commission_month_totals AS t (contract_id, kind, payer_brand_id, month, total)
@@ -107,26 +145,8 @@ WITH claim AS (
 ), ok AS (
     SELECT 1 AS one FROM spend
     WHERE ($13::text IS NULL AND $12::bigint = 0) OR EXISTS (SELECT 1 FROM total)
-), redemption AS (
-    INSERT INTO redemptions (id, coupon_id, benefit_id, funding_brand_id, distributor_brand_id,
-        order_reference, order_amount, discount, currency, channel, store_id, member_hash, redeemed_at,
-        contract_id, contract_version, commission, ledger_transaction_id, refunded_amount,
-        restored_discount, status)
-    SELECT $15::varchar, $2::varchar, $3::varchar, $16::varchar, $17::varchar, $18::varchar, $19::bigint,
-           $6::bigint, $20::varchar, $21::varchar, $22::varchar, $4::varchar, $1::timestamptz, $8::varchar,
-           $23::integer, $12::bigint, $24::varchar, 0, 0, 'redeemed'
-    FROM ok
-), idem AS (
-    INSERT INTO idempotency_records (brand_id, key, operation, fingerprint, status_code, response_body,
-        resource_id, created_at)
-    SELECT $16::varchar, $25::varchar, $26::varchar, $27::varchar, 201, $28::bytea, $15::varchar,
-           $1::timestamptz FROM ok
-), {ledger}, audit AS (
-    INSERT INTO audit_log (at, actor, brand_id, action, target, source_ip, request_id, details)
-    SELECT $1::timestamptz, $29::varchar, $16::varchar, 'redemption.create', $15::varchar, $30::varchar,
-           $31::varchar, $32::json FROM ok
 )
-SELECT 1 / ((SELECT count(*) FROM ok) * (SELECT count(*) FROM ledger_tx))
+SELECT 1 / (SELECT count(*) FROM ok)
 """.replace(
     "{ledger}",
     ledger_service.PG_POST_CTE.strip().format(
@@ -140,7 +160,7 @@ SELECT 1 / ((SELECT count(*) FROM ok) * (SELECT count(*) FROM ledger_tx))
         month="$37::varchar",
         reference="$38::text",
         postings="$39::text",
-        guard="ok",
+        guard="won",
     ),
 )
 
@@ -190,7 +210,7 @@ async def try_redeem(
         return None
     try:
         key = idempotency.require_key(idempotency_key)
-    except Exception:
+    except Problem:  # the general path refuses it, after its own 404 for an unknown code
         return None
     driver = await _driver(session)
     if driver is None:
@@ -217,7 +237,7 @@ async def try_redeem(
         value,
         max_discount,
         still_allowed,
-        listening,
+        endpoints,
         contract_id,
         signed_versions,
         rejected_versions,
@@ -235,7 +255,6 @@ async def try_redeem(
         or (per_member_limit is not None and data.member_token is None)
         or contract_id is None
         or distributor_id == caller_id
-        or listening  # the webhook outbox rows are written by the general path
     ):
         return None
     discount = service.discount_amount(value_kind, value, max_discount, data.order_amount)
@@ -301,6 +320,16 @@ async def try_redeem(
         restored_discount=0,
         status="redeemed",
     )
+    deliveries = (
+        webhooks.delivery_rows(
+            msgspec.json.decode(endpoints),
+            "redemption.created",
+            {caller_id: body, distributor_id: service.distributor_view(body)},
+            now,
+        )
+        if endpoints is not None
+        else []
+    )
     guard_kind, cap = guard if guard is not None else (None, 0)
     details = {"coupon_id": coupon_id, "benefit_id": benefit_id, "discount": discount, "currency": currency}
     try:
@@ -345,6 +374,7 @@ async def try_redeem(
             posting.month,
             posting.reference_json,
             posting.postings_json,
+            msgspec.json.encode(deliveries).decode(),
         )
     except (
         asyncpg.DivisionByZeroError,  # a guard did not hold: the statement (and all its writes) aborted

@@ -28,7 +28,7 @@ from alliance.benefits.schemas import (
 from alliance.contracts.schemas import decode_strict
 from alliance.core.audit import provide_audit
 from alliance.core.auth import provide_caller
-from alliance.core.database import session_factory
+from alliance.core.database import database_unavailable, session_factory
 from alliance.core.deps import Audit, Caller, Db
 
 __all__ = ["BenefitController", "IdempotencyKey", "RedemptionController", "replayed_headers"]
@@ -155,15 +155,18 @@ class RedemptionController(Controller):
         idempotency_key: IdempotencyKey = None,
     ) -> Response[RedemptionOut]:
         # The hot path asks for no dependencies: resolving ``db``, ``caller`` and ``audit`` together costs
-        # Litestar a task group per request. The same values, and the same commit-or-rollback as ``db``.
+        # Litestar a task group per request. The same values, and the same ending as ``provide_db``.
         caller, audit = provide_caller(request), provide_audit(request)
         assert caller.brand_id is not None
         strict = decode_strict(await request.body(), RedemptionCreate)
         async with session_factory(request.app.state)() as db:
             try:
                 result = await service.redeem(db, audit, caller.brand_id, idempotency_key, strict)
-            except Exception:
-                await db.rollback()
+            except Exception as exc:
+                if database_unavailable(exc):
+                    await db.invalidate()  # as provide_db: never pool a connection an outage broke
+                else:
+                    await db.rollback()
                 raise
             await db.commit()
         return Response(result.body, status_code=result.status_code, headers=replayed_headers(result.replayed))

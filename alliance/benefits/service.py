@@ -837,11 +837,11 @@ async def enqueue_redemption_events(
 ) -> None:
     """``redemption.created`` to the funding brand (the full redemption) and the distributor (its view)."""
     await webhooks.enqueue(
-        session, "redemption.created", {funding_brand_id: body, distributor_id: _distributor_view(body)}
+        session, "redemption.created", {funding_brand_id: body, distributor_id: distributor_view(body)}
     )
 
 
-def _distributor_view(body: RedemptionOut) -> dict[str, Any]:
+def distributor_view(body: RedemptionOut) -> dict[str, Any]:
     """What the distributing brand is told about a redemption of its coupon (no order details)."""
     return {
         "id": body.id,

@@ -116,9 +116,7 @@ async def _authenticate_in_database(connection: ASGIConnection[Any, Any, Any, An
     async with factory() as session:
         row = (
             await session.execute(
-                select(ApiKey, Brand)
-                .outerjoin(Brand, Brand.id == ApiKey.brand_id)
-                .where(ApiKey.digest == digest)
+                select(ApiKey, Brand).outerjoin(Brand, Brand.id == ApiKey.brand_id).where(ApiKey.digest == digest)
             )
         ).first()
         if row is None or row[0].revoked_at is not None:

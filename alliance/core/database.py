@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from alliance.core.problems import PROBLEM_MEDIA_TYPE, ProblemBody, exception_handlers, problem_type
 
-__all__ = ["database_exception_handlers", "database_unavailable", "provide_db", "session_factory"]
+__all__ = ["database_exception_handlers", "database_unavailable", "provide_db", "session_factory", "unstorable_text"]
 
 log = logging.getLogger("alliance.errors")
 
@@ -80,7 +80,35 @@ def database_unavailable(exc: BaseException) -> bool:
     return cause is not None and cause is not exc and database_unavailable(cause)
 
 
+# PostgreSQL refuses text it cannot store: a NUL character (``\x00``, ``\u0000`` in JSON) in a text or
+# jsonb value. Such text only ever comes from a request (a body field, a path or query parameter), so it is
+# the caller's error: a 400, whichever field carried it. (SQLite stores it.)
+_UNSTORABLE_TEXT = (asyncpg.CharacterNotInRepertoireError, asyncpg.UntranslatableCharacterError)
+
+
+def unstorable_text(exc: BaseException) -> bool:
+    """Whether ``exc`` is PostgreSQL refusing a text value it cannot store (see ``_UNSTORABLE_TEXT``)."""
+    if isinstance(exc, BaseExceptionGroup):
+        return any(unstorable_text(inner) for inner in exc.exceptions)
+    if isinstance(exc, _UNSTORABLE_TEXT):
+        return True
+    if isinstance(exc, DBAPIError) and exc.orig is not None and unstorable_text(exc.orig):
+        return True
+    cause = getattr(exc, "__cause__", None)  # SQLAlchemy's adapter re-raises asyncpg's error as its own
+    return cause is not None and cause is not exc and unstorable_text(cause)
+
+
 def _on_database_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    if unstorable_text(exc):
+        body = ProblemBody(
+            type=problem_type("invalid-text"),
+            title="Invalid text",
+            status=400,
+            detail="text in the request contains a character the exchange cannot store (NUL, U+0000)",
+            instance=request.url.path,
+            request_id=getattr(request.state, "request_id", None),
+        )
+        return Response(content=msgspec.json.encode(body), status_code=400, media_type=PROBLEM_MEDIA_TYPE)
     if not database_unavailable(exc):
         return exception_handlers[Exception](request, exc)
     log.warning("database unavailable on %s %s: %s", request.method, request.url.path, type(exc).__name__)

@@ -507,6 +507,7 @@ ledger_tx AS (
     SELECT ledger_tx.id, u.line, u.account, u.brand_id, u.amount, u.currency
     FROM ledger_tx CROSS JOIN json_to_recordset(CAST({postings} AS json))
         AS u(line smallint, account varchar, brand_id varchar, amount bigint, currency varchar)
+    RETURNING 1
 )"""
 
 

@@ -41,7 +41,16 @@ from privacy.psi import (
     sign_membership_report,
 )
 
-__all__ = ["Agent", "MatchOutcome", "TaskOutcome", "TaskRefused", "register_signing_key", "sign_contract"]
+__all__ = [
+    "Agent",
+    "MatchOutcome",
+    "SigningKeyRotation",
+    "TaskOutcome",
+    "TaskRefused",
+    "register_signing_key",
+    "rotate_signing_key",
+    "sign_contract",
+]
 
 log = logging.getLogger("alliance.partner.agent")
 _TERMINAL = ("done", "failed", "expired")
@@ -74,6 +83,45 @@ class MatchOutcome:
 def register_signing_key(api: PsiApi, store: AgentStore) -> dict[str, Any]:
     """Register this agent's Ed25519 public key with the exchange (contracts and membership reports)."""
     return api.register_signing_key(store.signing_key().public_bytes())
+
+
+@dataclass
+class SigningKeyRotation:
+    """A finished rotation: the old and new public keys (raw), and where the old key file was archived."""
+
+    old_public_key: bytes
+    new_public_key: bytes
+    archived: Path
+    resumed: bool = False
+
+
+def _exchange_current_key(api: PsiApi) -> bytes | None:
+    current = api.signing_keys().get("current")
+    return base64.b64decode(current["public_key"]) if current else None
+
+
+def rotate_signing_key(api: PsiApi, store: AgentStore) -> SigningKeyRotation:
+    """Replace the agent's Ed25519 signing key: stage a new key file, register its public key with the
+    exchange (``PUT /v1/signing-key``, which retires the old key there - signatures made with it stay
+    valid, the exchange keeps the key history), then archive the old file and put the new one in place.
+
+    Safe to run again after a failure: a staged key the exchange already has as current is committed
+    (``resumed``); one it does not have is discarded and a fresh rotation runs. Until the exchange
+    accepts the new key nothing changes locally."""
+    old = store.signing_key().public_bytes()
+    staged = store.staged_signing_key()
+    if staged is not None and _exchange_current_key(api) == staged.public_bytes():
+        archived = store.commit_signing_key()
+        return SigningKeyRotation(old, staged.public_bytes(), archived, resumed=True)
+    new = store.stage_signing_key()
+    try:
+        api.register_signing_key(new.public_bytes())
+    except PartnerError as exc:
+        if exc.status != 0 and exc.status < 500:  # refused: the exchange kept the old key
+            store.discard_staged_signing_key()
+        raise  # otherwise the outcome is unknown: keep the staged key, a re-run settles it
+    archived = store.commit_signing_key()
+    return SigningKeyRotation(old, new.public_bytes(), archived)
 
 
 def sign_contract(api: PsiApi, store: AgentStore, contract_id: str, version: int | None = None) -> int:

@@ -5,6 +5,10 @@ owner only:
 
 - ``signing.key``, ``psi-YYYY-MM.key`` - the Ed25519 signing key and one PSI scalar per key epoch,
   encrypted with the passphrase (``ALLIANCE_AGENT_PASSPHRASE``) by :mod:`privacy.keys`;
+- ``signing.key.new`` - a rotation in progress (``alliance-partner signing-key rotate``): the new key,
+  staged until the exchange has it; ``archive/signing-<UTC time>-<public key prefix>.key`` - each
+  signing key a rotation replaced, still encrypted (what it signed stays verifiable at the exchange,
+  which keeps the key history; the archive is for the brand's own records);
 - ``contracts/<contract>-v<n>.json`` - the contract versions this agent signed (its own record of what
   it agreed to; tasks are checked against it, not only against what the exchange says);
 - ``allowances.json`` - per-counterparty re-blinding allowances (``privacy.psi.ReblindAllowance``): the
@@ -131,6 +135,52 @@ class AgentStore:
                 raise StoreError(f"{path} does not hold a signing key")
             self._signing = record
         return self._signing
+
+    # --- signing-key rotation: stage the new key, register it with the exchange, then swap -----------
+
+    @property
+    def _staged_path(self) -> Path:
+        return self.home / "signing.key.new"
+
+    def staged_signing_key(self) -> SigningKey | None:
+        """The key of an unfinished rotation, if any."""
+        if not self._staged_path.exists():
+            return None
+        record = load_key_file(self._staged_path, self.passphrase)
+        if not isinstance(record, SigningKey):
+            raise StoreError(f"{self._staged_path} does not hold a signing key")
+        return record
+
+    def stage_signing_key(self, *, scrypt_n: int = DEFAULT_SCRYPT_N) -> SigningKey:
+        """Write a new signing key to ``signing.key.new``; ``signing.key`` stays the key in use until
+        :meth:`commit_signing_key`. Replaces a staged key of an earlier, abandoned attempt."""
+        self.signing_key()  # there is a key to rotate, and the passphrase opens it
+        self.discard_staged_signing_key()
+        record = generate_signing_key()
+        save_key_file(self._staged_path, record, self.passphrase, scrypt_n=scrypt_n)
+        return record
+
+    def discard_staged_signing_key(self) -> None:
+        self._staged_path.unlink(missing_ok=True)
+
+    def commit_signing_key(self) -> Path:
+        """Make the staged key the signing key; the old one goes to ``archive/`` (returned). Crash-safe:
+        the old file is linked into the archive before the staged one atomically replaces it, so at
+        every moment ``signing.key`` holds one of the two keys and the staged file remains until done."""
+        staged = self.staged_signing_key()
+        if staged is None:
+            raise StoreError("no staged signing key to commit")
+        current_path = self.home / "signing.key"
+        old = self.signing_key()
+        archive = self.home / "archive"
+        archive.mkdir(mode=0o700, exist_ok=True)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        archived = archive / f"signing-{stamp}-{old.public_bytes()[:4].hex()}.key"
+        if old.public_bytes() != staged.public_bytes():
+            os.link(current_path, archived)
+        os.replace(self._staged_path, current_path)
+        self._signing = staged
+        return archived
 
     # --- contracts --------------------------------------------------------------------------------
 

@@ -1,6 +1,7 @@
 """The private-matching commands of ``alliance-partner`` (registered into its parser by ``cli.py``).
 
     alliance-partner keygen [--epoch YYYY-MM] [--register]
+    alliance-partner signing-key rotate
     alliance-partner sign-contract CONTRACT_ID [--version N]
     alliance-partner allow COUNTERPARTY_BRAND --limit N
     alliance-partner publish FILE [--column C] --id-type phone --name N [--tag T ...]
@@ -24,7 +25,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from alliance.partner.agent import Agent, register_signing_key, sign_contract
+from alliance.partner.agent import Agent, register_signing_key, rotate_signing_key, sign_contract
 from alliance.partner.client import PartnerClient, PartnerError
 from alliance.partner.keystore import DEFAULT_HOME, AgentStore, StoreError
 from alliance.partner.progress import progress_bars
@@ -96,6 +97,22 @@ def register(sub: Any, common: argparse.ArgumentParser, client: ClientFactory) -
                 lines.append("signing key registered with the exchange")
         public = store.signing_key().public_bytes().hex()
         _print(args, {"epoch": epoch, "signing_public_key": public}, "\n".join([*lines, f"public key {public}"]))
+
+    def rotate(args: argparse.Namespace) -> None:
+        with _local_errors(), client(args) as c:
+            done = rotate_signing_key(PsiApi(c), _store(args))
+        value = {
+            "old_public_key": done.old_public_key.hex(),
+            "new_public_key": done.new_public_key.hex(),
+            "archived": str(done.archived),
+            "resumed": done.resumed,
+        }
+        text = (
+            f"signing key {'rotation finished' if done.resumed else 'rotated'}: new public key "
+            f"{done.new_public_key.hex()} registered with the exchange; the old key "
+            f"{done.old_public_key.hex()} is retired there (what it signed stays valid) and archived in {done.archived}"
+        )
+        _print(args, value, text)
 
     def sign(args: argparse.Namespace) -> None:
         with _local_errors(), client(args) as c:
@@ -180,6 +197,16 @@ def register(sub: Any, common: argparse.ArgumentParser, client: ClientFactory) -
     p.add_argument("--epoch", help="key epoch YYYY-MM (default: this month)")
     p.add_argument("--register", action="store_true", help="register the signing key with the exchange")
     p.set_defaults(func=keygen)
+
+    rotation = sub.add_parser("signing-key", help="the agent's Ed25519 signing key").add_subparsers(
+        dest="signing_key_command", required=True
+    )
+    p = rotation.add_parser(
+        "rotate",
+        parents=[agent_common],
+        help="new signing key: registered with the exchange, the old key file archived (contracts stay valid)",
+    )
+    p.set_defaults(func=rotate)
 
     p = sub.add_parser("sign-contract", parents=[agent_common], help="sign a contract version with the agent's key")
     p.add_argument("contract_id")

@@ -135,6 +135,11 @@ class PsiApi:
         result: dict[str, Any] = self._json("PUT", "/v1/signing-key", json=body)
         return result
 
+    def signing_keys(self) -> dict[str, Any]:
+        """``{"current": {...} | None, "history": [...]}`` of the brand's registered signing keys."""
+        result: dict[str, Any] = self._json("GET", "/v1/signing-key")
+        return result
+
     def get_contract(self, contract_id: str) -> dict[str, Any]:
         result: dict[str, Any] = self._json("GET", f"/v1/contracts/{contract_id}")
         return result

@@ -69,7 +69,9 @@ class StatementController(Controller):
         operation_id="getStatement",
         summary="The brand's signed statement of a closed month (JSON, CSV or PDF by Accept or ?format=)",
         responses={
-            200: ResponseSpec(StatementSigned, description="The statement, as ?format= or Accept asks"),
+            200: ResponseSpec(
+                StatementSigned, description="The statement, as ?format= or Accept asks", generate_examples=False
+            ),
             **problem_responses(404, 409),
         },
         operation_class=also_served_as({"text/csv": CSV, "application/pdf": PDF}),
@@ -170,7 +172,9 @@ class SettlementAdminController(Controller):
         "/reports/{month:str}",
         operation_id="getMonthlyReport",
         summary="A closed month's alliance summary (JSON, or CSV by Accept or ?format=csv)",
-        responses={200: ResponseSpec(ReportOut, description="The report, as ?format= or Accept asks")},
+        responses={
+            200: ResponseSpec(ReportOut, description="The report, as ?format= or Accept asks", generate_examples=False)
+        },
         operation_class=also_served_as({"text/csv": CSV}),
     )
     async def report(

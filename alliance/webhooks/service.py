@@ -29,6 +29,7 @@ from alliance.webhooks.schemas import CreatedWebhook, DeliveryOut, WebhookCreate
 __all__ = [
     "MAX_ENDPOINTS_PER_BRAND",
     "delivery_out",
+    "delivery_rows",
     "disable_endpoint",
     "enqueue",
     "envelope",
@@ -227,6 +228,36 @@ def envelope(event_type: str, event_id: str, brand_id: str, created_at: datetime
     )
 
 
+def delivery_rows(
+    endpoints: Sequence[tuple[str, str, Sequence[str]]],
+    event_type: str,
+    data_by_brand: Mapping[str, Any],
+    now: datetime,
+) -> list[dict[str, Any]]:
+    """The pending deliveries of one ``event_type`` event to ``endpoints`` (id, brand, subscribed event
+    types; active ones of the brands in ``data_by_brand``), each brand receiving its own ``data``: the
+    rows :func:`enqueue` adds, for callers that insert them in their own statement."""
+    event_id = new_id("evt")
+    bodies: dict[str, str] = {}
+    rows: list[dict[str, Any]] = []
+    for endpoint_id, brand_id, events in endpoints:
+        if event_type not in events:
+            continue
+        if brand_id not in bodies:
+            bodies[brand_id] = envelope(event_type, event_id, brand_id, now, data_by_brand[brand_id]).decode("utf-8")
+        rows.append(
+            {
+                "id": new_id("whd"),
+                "endpoint_id": endpoint_id,
+                "brand_id": brand_id,
+                "event_id": event_id,
+                "event_type": event_type,
+                "payload": bodies[brand_id],
+            }
+        )
+    return rows
+
+
 async def enqueue(session: AsyncSession, event_type: str, data_by_brand: Mapping[str, Any]) -> int:
     """Queue ``event_type`` for every active endpoint of each brand in ``data_by_brand`` that subscribed
     to it, each brand receiving its own ``data``. Call inside the event's transaction. Returns the number
@@ -241,17 +272,10 @@ async def enqueue(session: AsyncSession, event_type: str, data_by_brand: Mapping
         )
     ).all()
     now = utcnow()
-    event_id = new_id("evt")
-    bodies: dict[str, bytes] = {}
-    queued = 0
-    for endpoint_id, brand_id, events in endpoints:
-        if event_type not in events:
-            continue
-        if brand_id not in bodies:
-            bodies[brand_id] = envelope(event_type, event_id, brand_id, now, data_by_brand[brand_id])
-        session.add(_delivery(endpoint_id, brand_id, event_type, event_id, bodies[brand_id], now))
-        queued += 1
-    return queued
+    rows = delivery_rows([(e[0], e[1], e[2]) for e in endpoints], event_type, data_by_brand, now)
+    for row in rows:
+        session.add(WebhookDelivery(**row, status="pending", attempts=0, next_attempt_at=now, created_at=now))
+    return len(rows)
 
 
 async def ping(session: AsyncSession, ctx: AuditContext, brand_id: str, endpoint_id: str) -> WebhookDelivery:

@@ -3,7 +3,10 @@
 Each operation gets ``BAX_FUZZ_EXAMPLES`` generated requests (default 15; set it higher to run deeper by
 hand) with the partner key of a seeded brand on ``/v1``, an operator key on ``/admin/v1`` and no key on
 ``/health`` and ``/ready``. Path parameters sometimes name seeded objects (a brand, key, segment, match,
-task, contract, benefit, redemption, webhook, dispute, month), so the fuzzer reaches past the 404s.
+task, contract, benefit, redemption, webhook, dispute, month), so the fuzzer reaches past the 404s; the
+seeded brand has a statement in the closed month, so ``GET /v1/statements/{month}`` answers 200 in JSON, CSV
+and PDF. Strict request bodies are documented ``additionalProperties: false``, so generated bodies reach the
+handlers instead of stopping at the unknown-field 400.
 Every response must be below 500 and conform to the document: a documented status code and content type,
 and a body valid against the documented schema (problem+json for errors).
 """

@@ -6,7 +6,6 @@ brand (the same service functions make them)."""
 
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -23,6 +22,7 @@ from alliance.core.problems import Problem
 from alliance.db.base import utcnow
 from alliance.db.models import LedgerTransaction, SettlementRun, SettlementStatement
 from alliance.settlement import service as settlement
+from alliance.settlement import signing
 from alliance.settlement.pdf import statement_pdf
 from alliance.settlement.schemas import RunOut
 from contracts.currencies import minor_unit_exponent
@@ -192,8 +192,12 @@ class SettlementPages(Controller):
         elif fmt == "pdf":
             body = statement_pdf(row)
         else:
-            key = await settlement.exchange_key(db, console_settings(request).exchange_signing_key_file)
-            body = settlement.statement_json(row, base64.b64decode(key.public_key))
+            # Exactly as GET /v1/statements/{month} does it: the key recorded at close (it may have been
+            # rotated since), so the bytes are the brand's (tests compare them with the API's).
+            public = await signing.statement_public_key(
+                db, row.key_id, console_settings(request).exchange_signing_key_file
+            )
+            body = settlement.statement_json(row, public)
         filename = f"statement-{month}-{row.brand_id}.{fmt}"
         return Response(
             body, media_type=MEDIA[fmt], headers={"Content-Disposition": f'attachment; filename="{filename}"'}

@@ -1,23 +1,24 @@
 """The two redemption paths write the same thing.
 
-On PostgreSQL a redemption without webhook listeners takes the two-statement fast path
-(`alliance.benefits.redeem_pg`); one whose brands have webhook endpoints takes the general path through
-the session. Both must leave identical rows behind: coupon, budget, member usage, month-to-date total,
-ledger transaction and postings, redemption, idempotency record and audit row. On SQLite both requests
-take the general path, which this checks against itself.
+On PostgreSQL a redemption takes the two-statement fast path (`alliance.benefits.redeem_pg`); on SQLite
+the general path through the session. This test makes the same assertions, with literal expected
+values, on both backends - so both paths must leave the same rows behind: coupon, budget, member usage,
+month-to-date total, ledger transaction and postings, redemption, webhook outbox, idempotency record and
+audit row.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from alliance.benefits import redeem_pg
+from alliance.benefits import redeem_pg, service
 from alliance.db.models import (
     AuditEntry,
     Benefit,
@@ -28,6 +29,7 @@ from alliance.db.models import (
     LedgerPosting,
     LedgerTransaction,
     Redemption,
+    WebhookDelivery,
 )
 from tests.alliance.benefits.support import idem, issue, make_contract, publish
 from tests.conftest import Database
@@ -96,7 +98,7 @@ async def _written(session: AsyncSession, redemption_id: str) -> dict[str, Any]:
         "postings": [tuple(p) for p in postings],
         "idempotency": (record.brand_id, record.operation, record.status_code, len(record.fingerprint)),
         "audit": (
-            audit.actor,
+            audit.actor.startswith(f"brand:{redemption.funding_brand_id}/key:"),
             audit.brand_id,
             {k: v for k, v in audit.details.items() if k != "coupon_id"},
             audit.details["coupon_id"] == redemption.coupon_id,
@@ -136,15 +138,77 @@ async def test_fast_and_general_paths_write_the_same_rows(
             "member_token": "member-7",
         }
 
-    fast = await client.post("/v1/redemptions", json=body(first_code), headers={**brand_a.headers, **idem()})
-    assert fast.status_code == 201, fast.text
-    hook = await client.post("/v1/webhooks", json={"url": "https://hooks.example.com/bax"}, headers=brand_a.headers)
-    assert hook.status_code == 201, hook.text
-    general = await client.post("/v1/redemptions", json=body(second_code), headers={**brand_a.headers, **idem()})
-    assert general.status_code == 201, general.text
+    plain = await client.post("/v1/redemptions", json=body(first_code), headers={**brand_a.headers, **idem()})
+    assert plain.status_code == 201, plain.text
+    for brand in (brand_a, brand_b):
+        hook = await client.post("/v1/webhooks", json={"url": "https://hooks.example.com/bax"}, headers=brand.headers)
+        assert hook.status_code == 201, hook.text
+    notified = await client.post("/v1/redemptions", json=body(second_code), headers={**brand_a.headers, **idem()})
+    assert notified.status_code == 201, notified.text
+    assert fast_answers == ([True, True] if database.backend == "postgresql" else [])
 
-    assert fast_answers == ([True, False] if database.backend == "postgresql" else [])
-    assert await _written(session, fast.json()["id"]) == await _written(session, general.json()["id"])
+    expected = {
+        "redemption": {
+            "benefit_id": benefit["id"],
+            "funding_brand_id": brand_a.id,
+            "distributor_brand_id": brand_b.id,
+            "order_amount": 12_000,
+            "discount": 1_000,
+            "currency": "CNY",
+            "channel": "store",
+            "store_id": "sh-01",
+            "member_hash": service.member_digest(brand_a.id, "member-7"),
+            "contract_id": plain.json()["contract_id"],
+            "contract_version": 1,
+            "commission": 240,
+            "refunded_amount": 0,
+            "restored_discount": 0,
+            "status": "redeemed",
+        },
+        "coupon": ("redeemed", True),
+        "ledger": (
+            "coupon_redemption",
+            brand_a.id,
+            brand_a.id,
+            True,
+            True,
+            plain.json()["redeemed_at"][:7],
+            {
+                "contract_id": plain.json()["contract_id"],
+                "contract_version": 1,
+                "commission": 240,
+                "commission_kind": "coupon",
+                "commission_payer": brand_a.id,
+                "commission_payee": brand_b.id,
+                "commission_month": plain.json()["redeemed_at"][:7],
+                "benefit_id": benefit["id"],
+            },
+            True,
+            True,
+            True,
+        ),
+        "idempotency": (brand_a.id, service.REDEEM_OPERATION, 201, 64),
+        "audit": (
+            True,
+            brand_a.id,
+            {"benefit_id": benefit["id"], "discount": 1_000, "currency": "CNY"},
+            True,
+        ),
+    }
+    legs = []
+    for response in (plain, notified):
+        written = await _written(session, response.json()["id"])
+        postings = written.pop("postings")
+        legs.append(postings)
+        assert written == expected
+        assert sum(amount for _, _, _, amount in postings) == 0
+        assert {(account, amount) for _, account, _, amount in postings if account.startswith("brand:")} == {
+            (f"brand:{brand_b.id}:payable", 300),
+            (f"brand:{brand_a.id}:receivable", -300),
+            (f"brand:{brand_a.id}:payable", 240),
+            (f"brand:{brand_b.id}:receivable", -240),
+        }
+    assert legs[0] == legs[1]
     spent = (await session.execute(select(Benefit.spent_count, Benefit.spent_amount))).one()
     assert tuple(spent) == (2, 2_000)
     usage = await session.scalar(select(BenefitMemberUsage.count))
@@ -152,9 +216,18 @@ async def test_fast_and_general_paths_write_the_same_rows(
     total = await session.scalar(select(func.sum(CommissionMonthTotal.total)))
     assert total == 2 * 240
 
-    # The member has used the benefit twice, its limit: refused on either path, nothing written.
-    disabled = await client.delete(f"/v1/webhooks/{hook.json()['webhook']['id']}", headers=brand_a.headers)
-    assert disabled.status_code == 200, disabled.text
+    # The outbox: nothing for the first (nobody listened), one delivery per brand for the second, each
+    # with its own view of the same event.
+    deliveries = (await session.execute(select(WebhookDelivery))).scalars().all()
+    assert {d.brand_id for d in deliveries} == {brand_a.id, brand_b.id}
+    by_brand = {d.brand_id: msgspec.json.decode(d.payload) for d in deliveries}
+    assert all(d.status == "pending" and d.event_type == "redemption.created" for d in deliveries)
+    assert by_brand[brand_a.id]["data"] == notified.json()
+    assert by_brand[brand_b.id]["data"]["id"] == notified.json()["id"]
+    assert "order_reference" not in by_brand[brand_b.id]["data"]
+    assert by_brand[brand_a.id]["id"] == by_brand[brand_b.id]["id"]
+
+    # The member has used the benefit twice, its limit: refused (the fast path hands over), nothing written.
     refused = await client.post("/v1/redemptions", json=body(third_code), headers={**brand_a.headers, **idem()})
     assert_problem(refused, 409, "member-limit-reached")
     session.expire_all()
