@@ -14,8 +14,7 @@ from alliance.core.deps import Audit, Caller, Db
 from alliance.core.openapi import CSV, PDF, also_served_as
 from alliance.core.problems import Problem, problem_responses
 from alliance.core.settings import Settings
-from alliance.settlement import service, signing
-from alliance.settlement.pdf import statement_pdf
+from alliance.settlement import service
 from alliance.settlement.schemas import (
     DisputeIn,
     DisputeOut,
@@ -88,15 +87,7 @@ class StatementController(Controller):
         kind = _format(request, format, ("json", "csv", "pdf"))
         row = await service.get_statement(db, caller.brand_id, month)
         filename = f"statement-{month}-{caller.brand_id}.{kind}"
-        if kind == "csv":
-            body = service.statement_csv(row)
-        elif kind == "pdf":
-            body = statement_pdf(row)
-        else:
-            # The key recorded at close (it may have been rotated since), registering the current one
-            # first if the statement predates its registration.
-            public = await signing.statement_public_key(db, row.key_id, _settings(request).exchange_signing_key_file)
-            body = service.statement_json(row, public)
+        body = await service.statement_bytes(db, row, kind, _settings(request).exchange_signing_key_file)
         return Response(
             body,
             media_type=_MEDIA[kind],

@@ -54,6 +54,7 @@ from alliance.db.models import (
 from alliance.ledger import service as ledger
 from alliance.ledger.sealer import lock_chain_head, seal_pending
 from alliance.settlement import signing
+from alliance.settlement.pdf import statement_pdf
 from alliance.settlement.schemas import (
     STATEMENT_FORMAT,
     AdjustmentLine,
@@ -535,6 +536,17 @@ def statement_json(row: SettlementStatement, public_key: bytes | None = None) ->
         }
     )
     return b'{"signature":' + signature + b',"statement":' + row.document + b"}"
+
+
+async def statement_bytes(session: AsyncSession, row: SettlementStatement, kind: str, key_file: str) -> bytes:
+    """A stored statement as the brand downloads it (``json``, ``csv`` or ``pdf``): one place, so the API
+    and the console serve the same bytes. JSON carries the key recorded at close (it may have been rotated
+    since), registering the current key first if the statement predates its registration."""
+    if kind == "csv":
+        return statement_csv(row)
+    if kind == "pdf":
+        return statement_pdf(row)
+    return statement_json(row, await signing.statement_public_key(session, row.key_id, key_file))
 
 
 def statement_csv(row: SettlementStatement) -> bytes:

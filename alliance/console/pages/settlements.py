@@ -22,8 +22,6 @@ from alliance.core.problems import Problem
 from alliance.db.base import utcnow
 from alliance.db.models import LedgerTransaction, SettlementRun, SettlementStatement
 from alliance.settlement import service as settlement
-from alliance.settlement import signing
-from alliance.settlement.pdf import statement_pdf
 from alliance.settlement.schemas import RunOut
 from contracts.currencies import minor_unit_exponent
 
@@ -187,17 +185,8 @@ class SettlementPages(Controller):
         if fmt not in MEDIA:
             raise Problem(404, "not-found", "statements come as json, csv or pdf")
         row = await settlement.get_statement(db, brand_id[:32], month)
-        if fmt == "csv":
-            body = settlement.statement_csv(row)
-        elif fmt == "pdf":
-            body = statement_pdf(row)
-        else:
-            # Exactly as GET /v1/statements/{month} does it: the key recorded at close (it may have been
-            # rotated since), so the bytes are the brand's (tests compare them with the API's).
-            public = await signing.statement_public_key(
-                db, row.key_id, console_settings(request).exchange_signing_key_file
-            )
-            body = settlement.statement_json(row, public)
+        # The same bytes as GET /v1/statements/{month} (tests compare them with the API's).
+        body = await settlement.statement_bytes(db, row, fmt, console_settings(request).exchange_signing_key_file)
         filename = f"statement-{month}-{row.brand_id}.{fmt}"
         return Response(
             body, media_type=MEDIA[fmt], headers={"Content-Disposition": f'attachment; filename="{filename}"'}
