@@ -22,6 +22,7 @@ from alliance.contracts.routes import ContractAdminController, ContractControlle
 from alliance.core.audit import provide_audit
 from alliance.core.auth import admin_guard, brand_guard, provide_admin, provide_caller
 from alliance.core.database import database_exception_handlers, provide_db
+from alliance.core.heap import frozen_startup_heap
 from alliance.core.logs import RequestContextMiddleware, configure_logging
 from alliance.core.openapi import StrictStructSchemaPlugin
 from alliance.core.problems import document_problems, exception_handlers
@@ -120,7 +121,8 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
         exception_handlers={**exception_handlers, **database_exception_handlers},  # outages: 503, not 500
         middleware=[prometheus.middleware],
         plugins=[StrictStructSchemaPlugin()],  # forbid_unknown_fields bodies: additionalProperties false
-        lifespan=[database, webhook_worker, ledger_sealer],  # workers need the database's session factory
+        # The workers need the database's session factory; the heap is frozen once everything has started.
+        lifespan=[database, webhook_worker, ledger_sealer, frozen_startup_heap],
         request_max_body_size=settings.max_body_bytes,
         logging_config=None,
         openapi_config=OpenAPIConfig(

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import secrets
@@ -303,6 +304,7 @@ def main() -> None:
         "--pg", default=os.environ.get("ALLIANCE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
     )
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--timeline", action="store_true", help="also print count, p50, p99 and max per second")
     args = parser.parse_args()
 
     name = f"bax_bench_{os.getpid()}"
@@ -335,6 +337,11 @@ def main() -> None:
                 raise SystemExit("the server did not start")
             time.sleep(0.2)
         requests = [request_bytes(port, key, code) for code in codes]
+        # The client's own full collections (40k pre-encoded requests, seed objects) would stall every
+        # connection it drives and count as server latency: freeze what exists now, collect nothing more.
+        gc.collect()
+        gc.freeze()
+        gc.disable()
         warm = requests[: int(args.warmup * args.max_rate)]
         main_run = requests[len(warm) :]
         asyncio.run(drive(port, warm, args.warmup, args.concurrency, args.rate))
@@ -373,6 +380,21 @@ def main() -> None:
     )
     print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"latency ms: p50 {pct(50):.1f}  p90 {pct(90):.1f}  p99 {pct(99):.1f}  max {latencies[-1]:.1f}")
+    if args.timeline:
+        print_timeline(record)
+
+
+def print_timeline(record: list[tuple[float, float, int]]) -> None:
+    """Per second of the run: requests answered and their p50/p99/max latency (where the tail comes from)."""
+    start = min(t for t, _, _ in record)
+    seconds: dict[int, list[float]] = {}
+    for finished, latency, _ in record:
+        seconds.setdefault(int(finished - start), []).append(latency * 1000)
+    for second, values in sorted(seconds.items()):
+        values.sort()
+        p99 = values[min(len(values) - 1, int(0.99 * len(values)))]
+        p50 = values[len(values) // 2]
+        print(f"  s{second:>3}: {len(values):>4} answered  p50 {p50:6.1f}  p99 {p99:6.1f}  max {values[-1]:6.1f}")
 
 
 if __name__ == "__main__":

@@ -103,18 +103,20 @@ class _CoreStore:
         self.session = session
         self.t, self.p, self.accounts = _table(LedgerTransaction), _table(LedgerPosting), _table(LedgerAccount)
 
-    async def unsealed(self, limit: int) -> list[_Pending]:
-        t = self.t
+    async def unsealed(self, limit: int) -> tuple[list[_Pending], dict[str, list[ChainPosting]]]:
+        """The oldest unsealed transactions (at most ``limit``) and their postings by transaction id."""
+        t, p = self.t, self.p
         columns = [t.c[name] for name in _Pending._fields]
         query = select(*columns).where(t.c.seq.is_(None)).order_by(t.c.posted_at, t.c.id).limit(limit)
-        return [_Pending(*row) for row in (await self.session.execute(query)).all()]
-
-    async def postings(self, ids: list[str]) -> dict[str, list[ChainPosting]]:
-        p = self.p
+        pending = [_Pending(*row) for row in (await self.session.execute(query)).all()]
         legs: dict[str, list[ChainPosting]] = defaultdict(list)
-        for row in (await self.session.execute(select(p).where(p.c.transaction_id.in_(ids)))).all():
-            legs[row.transaction_id].append(ChainPosting(row.line, row.account, row.brand_id, row.amount, row.currency))
-        return legs
+        if pending:
+            ids = [r.id for r in pending]
+            for row in (await self.session.execute(select(p).where(p.c.transaction_id.in_(ids)))).all():
+                legs[row.transaction_id].append(
+                    ChainPosting(row.line, row.account, row.brand_id, row.amount, row.currency)
+                )
+        return pending, legs
 
     async def mark_sealed(
         self, ids: list[str], seqs: list[int], prevs: list[str], hashes: list[str], at: datetime
@@ -146,13 +148,15 @@ class _AsyncpgStore:
     per step with array parameters instead of per-row parameter sets (the sealer's CPU per transaction
     drops by more than half, and it runs beside every writer)."""
 
+    # The postings come with their transaction, from a correlated subquery: one primary-key probe per
+    # transaction whatever the statistics say. A separate ``transaction_id = ANY(batch)`` query was
+    # planned as a sequential scan (or a hash join over one) on a table grown since its last ANALYZE:
+    # 5-8 ms per round at 40k postings, against 0.2 ms by the index.
     _UNSEALED = (
-        "SELECT id, idempotency_scope, idempotency_key, brand_id, kind, occurred_at, posted_at, period, "
-        "reference::text FROM ledger_transactions WHERE seq IS NULL ORDER BY posted_at, id LIMIT $1"
-    )
-    _POSTINGS = (
-        "SELECT transaction_id, line, account, brand_id, amount, currency FROM ledger_postings "
-        "WHERE transaction_id = ANY($1::varchar[])"
+        "SELECT t.id, t.idempotency_scope, t.idempotency_key, t.brand_id, t.kind, t.occurred_at, t.posted_at, "
+        "t.period, t.reference::text, (SELECT CAST(json_agg(json_build_array(p.line, p.account, p.brand_id, "
+        "p.amount, p.currency)) AS text) FROM ledger_postings AS p WHERE p.transaction_id = t.id) "
+        "FROM ledger_transactions AS t WHERE t.seq IS NULL ORDER BY t.posted_at, t.id LIMIT $1"
     )
     _MARK = (
         "UPDATE ledger_transactions AS t SET seq = u.seq, prev_hash = u.prev_hash, hash = u.hash, sealed_at = $5 "
@@ -168,15 +172,13 @@ class _AsyncpgStore:
     def __init__(self, driver: Any) -> None:
         self.driver = driver
 
-    async def unsealed(self, limit: int) -> list[_Pending]:
-        rows = await self.driver.fetch(self._UNSEALED, limit)
-        return [_Pending._make([*row[:8], msgspec.json.decode(row[8])]) for row in rows]
-
-    async def postings(self, ids: list[str]) -> dict[str, list[ChainPosting]]:
-        legs: dict[str, list[ChainPosting]] = defaultdict(list)
-        for row in await self.driver.fetch(self._POSTINGS, ids):
-            legs[row[0]].append(ChainPosting(row[1], row[2], row[3], row[4], row[5]))
-        return legs
+    async def unsealed(self, limit: int) -> tuple[list[_Pending], dict[str, list[ChainPosting]]]:
+        pending: list[_Pending] = []
+        legs: dict[str, list[ChainPosting]] = {}
+        for row in await self.driver.fetch(self._UNSEALED, limit):
+            pending.append(_Pending._make([*row[:8], msgspec.json.decode(row[8])]))
+            legs[row[0]] = [ChainPosting(*leg) for leg in msgspec.json.decode(row[9] or "[]")]
+        return pending, legs
 
     async def mark_sealed(
         self, ids: list[str], seqs: list[int], prevs: list[str], hashes: list[str], at: datetime
@@ -205,12 +207,11 @@ async def seal_pending(session: AsyncSession, *, max_batches: int | None = None)
     batches = 0
     now = utcnow()
     while max_batches is None or batches < max_batches:
-        rows = await store.unsealed(SEAL_BATCH)
+        rows, legs = await store.unsealed(SEAL_BATCH)
         if not rows:
             break
         batches += 1
         ids = [r.id for r in rows]
-        legs = await store.postings(ids)
         seqs: list[int] = []
         prevs: list[str] = []
         hashes: list[str] = []
