@@ -27,6 +27,7 @@ from alliance.core.logs import RequestContextMiddleware, configure_logging
 from alliance.core.openapi import StrictStructSchemaPlugin
 from alliance.core.problems import document_problems, exception_handlers
 from alliance.core.settings import Settings, get_settings
+from alliance.db.direct import close_direct_pool, create_direct_pool
 from alliance.db.session import create_engine, create_session_factory
 from alliance.ledger.routes import BalanceController, LedgerAdminController, LedgerController
 from alliance.ledger.sealer import ledger_sealer
@@ -92,9 +93,11 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
         engine = create_engine(settings.database_url, echo=settings.sql_echo)
         app.state.engine = engine
         app.state.session_factory = create_session_factory(engine)
+        app.state.direct_pool = await create_direct_pool(engine, settings.redemption_connections)
         try:
             yield
         finally:
+            await close_direct_pool(app.state.direct_pool)
             await engine.dispose()
 
     partner_api = Router(

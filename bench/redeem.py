@@ -304,6 +304,9 @@ def main() -> None:
         "--pg", default=os.environ.get("ALLIANCE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
     )
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument(
+        "--redemption-connections", type=int, help="ALLIANCE_REDEMPTION_CONNECTIONS of the server (default: its own)"
+    )
     parser.add_argument("--timeline", action="store_true", help="also print count, p50, p99 and max per second")
     args = parser.parse_args()
 
@@ -320,6 +323,8 @@ def main() -> None:
         port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("ALLIANCE_")}
         env.update(ALLIANCE_DATABASE_URL=url, ALLIANCE_LOG_LEVEL=args.log_level)
+        if args.redemption_connections is not None:
+            env["ALLIANCE_REDEMPTION_CONNECTIONS"] = str(args.redemption_connections)
         process = subprocess.Popen(
             [sys.executable, "-m", "alliance.cli", "serve", "--port", str(port), "--workers", str(args.workers)],
             env=env,

@@ -1,5 +1,6 @@
-"""The redemption hot path on PostgreSQL: the common case in two statements on the request's pooled
-connection, or a hand-over to the general path (:func:`alliance.benefits.service.redeem`).
+"""The redemption hot path on PostgreSQL: the common case in two statements on a plain asyncpg connection
+of the direct pool (`alliance.db.direct`), or a hand-over to the general path
+(:func:`alliance.benefits.service.redeem`).
 
 The general path runs about a dozen statements through the SQLAlchemy session inside BEGIN/COMMIT.
 Here the same work is:
@@ -32,21 +33,20 @@ from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 import msgspec
-from sqlalchemy.ext.asyncio import AsyncSession
 
 import contracts
-from alliance.benefits import booking, codes, idempotency
+from alliance.benefits import booking, codes, idempotency, service
 from alliance.benefits.schemas import RedemptionCreate, RedemptionOut
 from alliance.contracts import service as contract_service
 from alliance.core.audit import AuditContext
+from alliance.core.database import database_unavailable
 from alliance.core.ids import new_id
 from alliance.core.problems import Problem
 from alliance.db.base import utcnow
-from alliance.db.models import ContractVersion
 from alliance.ledger import service as ledger_service
 from alliance.webhooks import service as webhooks
 
-__all__ = ["try_redeem"]
+__all__ = ["redeem_direct", "try_redeem"]
 
 _READ = """
 SELECT c.id, c.status, c.distributor_brand_id,
@@ -169,51 +169,57 @@ SELECT 1 / (SELECT count(*) FROM ok)
 # read on every redemption.
 _TERMS: dict[tuple[str, int], contracts.ContractTerms] = {}
 _TERMS_MAX = 4_096
+_VERSION = "SELECT canonical FROM contract_versions WHERE contract_id = $1 AND version = $2"
 
 
-async def _terms(session: AsyncSession, contract_id: str, versions: list[int]) -> list[contracts.ContractTerms]:
+async def _terms(connection: Any, contract_id: str, versions: list[int]) -> list[contracts.ContractTerms]:
     missing = [v for v in versions if (contract_id, v) not in _TERMS]
     for version in missing:
-        row = await session.get(ContractVersion, (contract_id, version))
-        if row is None:  # pragma: no cover - the read just saw it
+        canonical = await connection.fetchval(_VERSION, contract_id, version)
+        if canonical is None:  # pragma: no cover - the read just saw it
             continue
         if len(_TERMS) >= _TERMS_MAX:
             _TERMS.clear()
-        _TERMS[(contract_id, version)] = contract_service.terms_of(row)
+        _TERMS[(contract_id, version)] = contract_service.terms_from_canonical(contract_id, version, canonical)
     return [_TERMS[(contract_id, v)] for v in versions if (contract_id, v) in _TERMS]
 
 
-async def _driver(session: AsyncSession) -> Any:
-    """The asyncpg connection under the session, outside any database transaction (each statement
-    commits on its own), or None if the session has already opened one."""
-    connection = await session.connection()
-    raw = await connection.get_raw_connection()
-    driver = raw.driver_connection
-    if driver is None or driver.is_in_transaction():
+async def redeem_direct(
+    pool: Any, ctx: AuditContext, caller_id: str, idempotency_key: str | None, data: RedemptionCreate
+) -> idempotency.IdempotentResult[RedemptionOut] | None:
+    """Redeem on the fast path with a connection of the direct pool (`alliance.db.direct`), or return
+    ``None`` with nothing written for the general path (:func:`alliance.benefits.service.redeem`) to
+    answer - also when the database cannot be reached: the general path then answers 503."""
+    if idempotency_key is None:
         return None
-    return driver
+    try:
+        code = codes.normalize_code(data.code)
+    except codes.MalformedCode:
+        return None
+    print_ = idempotency.fingerprint(service.REDEEM_OPERATION, msgspec.structs.replace(data, code=code))
+    try:
+        async with pool.acquire() as connection:
+            return await try_redeem(connection, ctx, caller_id, idempotency_key, print_, code, data)
+    except Exception as exc:
+        if database_unavailable(exc):
+            return None
+        raise
 
 
 async def try_redeem(
-    session: AsyncSession,
+    driver: Any,
     ctx: AuditContext,
     caller_id: str,
-    idempotency_key: str | None,
+    idempotency_key: str,
     print_: str,
     code: str,
     data: RedemptionCreate,
 ) -> idempotency.IdempotentResult[RedemptionOut] | None:
-    """Redeem on the fast path, or return ``None`` with nothing written for the general path to answer."""
-    from alliance.benefits import service  # the general path's helpers (service imports this module)
-
-    if idempotency_key is None:
-        return None
+    """Redeem with ``driver`` (an asyncpg connection outside any transaction: each statement commits on
+    its own), or return ``None`` with nothing written for the general path to answer."""
     try:
         key = idempotency.require_key(idempotency_key)
     except Problem:  # the general path refuses it, after its own 404 for an unknown code
-        return None
-    driver = await _driver(session)
-    if driver is None:
         return None
     now = utcnow()
     month = contracts.month_of(now)
@@ -261,7 +267,7 @@ async def try_redeem(
     if discount <= 0:
         return None
     try:
-        terms = contracts.version_in_force(await _terms(session, contract_id, list(signed_versions)), now)
+        terms = contracts.version_in_force(await _terms(driver, contract_id, list(signed_versions)), now)
     except contracts.ContractError:
         return None
     if terms.version in rejected_versions:
@@ -381,7 +387,5 @@ async def try_redeem(
         asyncpg.IntegrityConstraintViolationError,  # e.g. the Idempotency-Key of another request
         asyncpg.TransactionRollbackError,  # a deadlock or serialization failure
     ):
-        if driver.is_in_transaction():
-            await session.rollback()
         return None
     return idempotency.IdempotentResult(201, body)

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal, TypeAlias
 from litestar import Controller, Request, Response, get, post, put
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 
-from alliance.benefits import service
+from alliance.benefits import redeem_pg, service
 from alliance.benefits.schemas import (
     BenefitCreate,
     BenefitOut,
@@ -159,6 +159,11 @@ class RedemptionController(Controller):
         caller, audit = provide_caller(request), provide_audit(request)
         assert caller.brand_id is not None
         strict = decode_strict(await request.body(), RedemptionCreate)
+        pool = request.app.state.direct_pool  # PostgreSQL: the fast path first (None on SQLite)
+        if pool is not None:
+            fast = await redeem_pg.redeem_direct(pool, audit, caller.brand_id, idempotency_key, strict)
+            if fast is not None:
+                return Response(fast.body, status_code=fast.status_code)
         async with session_factory(request.app.state)() as db:
             try:
                 result = await service.redeem(db, audit, caller.brand_id, idempotency_key, strict)

@@ -27,7 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 import contracts
-from alliance.benefits import booking, codes, idempotency, redeem_pg
+from alliance.benefits import booking, codes, idempotency
 from alliance.benefits.schemas import (
     BenefitCreate,
     BenefitOut,
@@ -656,10 +656,6 @@ async def redeem(
     except codes.MalformedCode as exc:
         raise Problem(400, "malformed-coupon-code", str(exc)) from None
     print_ = idempotency.fingerprint(REDEEM_OPERATION, msgspec.structs.replace(data, code=code))
-    if session.get_bind().dialect.name == "postgresql":
-        fast = await redeem_pg.try_redeem(session, ctx, caller_id, idempotency_key, print_, code, data)
-        if fast is not None:
-            return fast
     try:
         return await _redeem(session, ctx, caller_id, idempotency_key, print_, code, data, lock_totals=False)
     except booking.TotalsContended:

@@ -64,6 +64,7 @@ __all__ = [
     "sign_version",
     "signed_versions",
     "signing_keys",
+    "terms_from_canonical",
     "terms_in_force",
     "terms_of",
     "verify_stored_signatures",
@@ -149,10 +150,14 @@ async def register_signing_key(
 
 def terms_of(version: ContractVersion) -> contracts.ContractTerms:
     """The terms stored in a version row (its canonical bytes, decoded and re-checked)."""
-    body = version.canonical[len(contracts.DOMAIN_PREFIX) :]
-    terms = msgspec.json.decode(body, type=contracts.ContractTerms)
-    if contracts.canonical_bytes(terms) != version.canonical:  # pragma: no cover - storage corruption
-        raise RuntimeError(f"stored contract {version.contract_id} v{version.version} is not canonical")
+    return terms_from_canonical(version.contract_id, version.version, version.canonical)
+
+
+def terms_from_canonical(contract_id: str, version: int, canonical: bytes) -> contracts.ContractTerms:
+    """The terms of a version's stored canonical bytes, decoded and re-checked."""
+    terms = msgspec.json.decode(canonical[len(contracts.DOMAIN_PREFIX) :], type=contracts.ContractTerms)
+    if contracts.canonical_bytes(terms) != canonical:  # pragma: no cover - storage corruption
+        raise RuntimeError(f"stored contract {contract_id} v{version} is not canonical")
     return terms
 
 

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 import secrets
 
 __all__ = ["new_id"]
 
-_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower case
+# 10 random bytes are exactly 16 base32 digits; the standard alphabet is mapped to Crockford's (lower
+# case, no i, l, o, u). Encoding in C instead of a divmod loop: ids are made several times per request.
+_CROCKFORD = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", b"0123456789abcdefghjkmnpqrstvwxyz")
 
 
 def new_id(prefix: str) -> str:
     """``new_id("brd")`` -> ``"brd_8x2k..."``; 16 base32 characters carry 80 random bits."""
-    value = secrets.randbits(80)
-    chars = []
-    for _ in range(16):
-        value, digit = divmod(value, 32)
-        chars.append(_ALPHABET[digit])
-    return f"{prefix}_{''.join(chars)}"
+    return f"{prefix}_{base64.b32encode(secrets.token_bytes(10)).translate(_CROCKFORD).decode()}"

@@ -57,6 +57,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     # Settlement: file holding the exchange's Ed25519 statement-signing key (hex; created 0600 on first
     # use). Unset: the key is generated on first use and kept in the database.
     exchange_signing_key_file: str = ""
+    # PostgreSQL: connections per worker for the redemption fast path (alliance.db.direct); also how many
+    # redemptions per worker may contend for a benefit's budget row at once (the rest wait their turn).
+    redemption_connections: int = 4
 
     def __post_init__(self) -> None:
         if not self.database_url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
@@ -67,6 +70,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             raise SettingsError("ALLIANCE_PORT must be between 1 and 65535")
         if not 1 <= self.workers <= 64:
             raise SettingsError("ALLIANCE_WORKERS must be between 1 and 64")
+        if not 1 <= self.redemption_connections <= 100:
+            raise SettingsError("ALLIANCE_REDEMPTION_CONNECTIONS must be between 1 and 100")
         if not 1024 <= self.max_body_bytes <= 1 << 30:
             raise SettingsError("ALLIANCE_MAX_BODY_BYTES must be between 1024 and 1073741824")
         if not self.alliance_id or len(self.alliance_id) > 64:
