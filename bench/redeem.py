@@ -45,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import asyncpg  # type: ignore[import-untyped]
 import httpx
+import uvloop
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import contracts
@@ -214,6 +215,15 @@ class BackendClock:
         return sum(self.last[pid] - self.first[pid] for pid in self.last)
 
 
+def machine_speed_ms() -> float:
+    """Milliseconds a fixed pure-Python loop takes on one core: printed before and after the run, because
+    this kind of shared machine runs the same work at different speeds from one minute to the next (seen
+    here: 380 to 630 ms), and the latency tail follows the speed."""
+    started = time.perf_counter()
+    sum(range(30_000_000))
+    return (time.perf_counter() - started) * 1000
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -341,6 +351,7 @@ def main() -> None:
             if process.poll() is not None or time.monotonic() > deadline:
                 raise SystemExit("the server did not start")
             time.sleep(0.2)
+        speed_before = machine_speed_ms()
         requests = [request_bytes(port, key, code) for code in codes]
         # The client's own full collections (40k pre-encoded requests, seed objects) would stall every
         # connection it drives and count as server latency: freeze what exists now, collect nothing more.
@@ -349,11 +360,11 @@ def main() -> None:
         gc.disable()
         warm = requests[: int(args.warmup * args.max_rate)]
         main_run = requests[len(warm) :]
-        asyncio.run(drive(port, warm, args.warmup, args.concurrency, args.rate))
+        uvloop.run(drive(port, warm, args.warmup, args.concurrency, args.rate))  # the cheapest client loop
         server_pids = process_tree(process.pid)
         with BackendClock(name) as backends:
             before = cpu_seconds(server_pids), time.process_time()
-            record = asyncio.run(drive(port, main_run, args.seconds, args.concurrency, args.rate))
+            record = uvloop.run(drive(port, main_run, args.seconds, args.concurrency, args.rate))
             after = cpu_seconds(server_pids), time.process_time()
     finally:
         if process is not None:
@@ -384,6 +395,7 @@ def main() -> None:
         f"{pg_ms:.2f} + load client {client_ms:.2f} (ms; /proc clocks over the measured run)"
     )
     print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"machine speed: reference loop {speed_before:.0f} ms before the run, {machine_speed_ms():.0f} ms after")
     print(f"latency ms: p50 {pct(50):.1f}  p90 {pct(90):.1f}  p99 {pct(99):.1f}  max {latencies[-1]:.1f}")
     if args.timeline:
         print_timeline(record)

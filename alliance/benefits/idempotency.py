@@ -34,6 +34,7 @@ class IdempotentResult(Generic[T]):
     status_code: int
     body: T
     replayed: bool = False
+    encoded: bytes | None = None  # ``body`` as JSON, when the service has already encoded it (to store it)
 
 
 def require_key(key: str | None) -> str:

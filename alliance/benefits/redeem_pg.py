@@ -337,6 +337,7 @@ async def try_redeem(
         else []
     )
     guard_kind, cap = guard if guard is not None else (None, 0)
+    encoded = msgspec.json.encode(body)  # stored for replays and sent as this answer: encoded once
     details = {"coupon_id": coupon_id, "benefit_id": benefit_id, "discount": discount, "currency": currency}
     try:
         await driver.fetchval(
@@ -368,7 +369,7 @@ async def try_redeem(
             key,
             service.REDEEM_OPERATION,
             print_,
-            msgspec.json.encode(body),
+            encoded,
             ctx.actor,
             ctx.source_ip,
             ctx.request_id,
@@ -388,4 +389,4 @@ async def try_redeem(
         asyncpg.TransactionRollbackError,  # a deadlock or serialization failure
     ):
         return None
-    return idempotency.IdempotentResult(201, body)
+    return idempotency.IdempotentResult(201, body, encoded=encoded)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, TypeAlias
 
-from litestar import Controller, Request, Response, get, post, put
+from litestar import Controller, MediaType, Request, Response, get, post, put
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 
 from alliance.benefits import redeem_pg, service
@@ -162,8 +162,8 @@ class RedemptionController(Controller):
         pool = request.app.state.direct_pool  # PostgreSQL: the fast path first (None on SQLite)
         if pool is not None:
             fast = await redeem_pg.redeem_direct(pool, audit, caller.brand_id, idempotency_key, strict)
-            if fast is not None:
-                return Response(fast.body, status_code=fast.status_code)
+            if fast is not None:  # its body is already JSON (as stored for replays): sent as it is
+                return Response(fast.encoded or fast.body, status_code=fast.status_code, media_type=MediaType.JSON)
         async with session_factory(request.app.state)() as db:
             try:
                 result = await service.redeem(db, audit, caller.brand_id, idempotency_key, strict)
