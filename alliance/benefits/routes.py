@@ -163,7 +163,10 @@ class RedemptionController(Controller):
         if pool is not None:
             fast = await redeem_pg.redeem_direct(pool, audit, caller.brand_id, idempotency_key, strict)
             if fast is not None:  # its body is already JSON (as stored for replays): sent as it is
-                return Response(fast.encoded or fast.body, status_code=fast.status_code, media_type=MediaType.JSON)
+                answer: Response[Any] = Response(
+                    fast.encoded or fast.body, status_code=fast.status_code, media_type=MediaType.JSON
+                )
+                return answer
         async with session_factory(request.app.state)() as db:
             try:
                 result = await service.redeem(db, audit, caller.brand_id, idempotency_key, strict)
