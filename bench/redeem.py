@@ -47,6 +47,7 @@ import asyncpg  # type: ignore[import-untyped]
 import httpx
 import uvloop
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy.engine import make_url
 
 import contracts
 from alliance.benefits import service as benefits
@@ -322,7 +323,7 @@ def main() -> None:
 
     name = f"bax_bench_{os.getpid()}"
     asyncio.run(_admin(args.pg, f'CREATE DATABASE "{name}"'))
-    url = args.pg.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1) + f"/{name}"
+    url = make_url(args.pg).set(drivername="postgresql+asyncpg", database=name).render_as_string(hide_password=False)
     process = None
     try:
         migrate(url)
