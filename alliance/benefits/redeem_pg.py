@@ -193,10 +193,9 @@ async def redeem_direct(
     if idempotency_key is None:
         return None
     try:
-        code = codes.normalize_code(data.code)
-    except codes.MalformedCode:
+        code, print_ = service.redemption_fingerprint(data)
+    except codes.MalformedCode:  # the general path answers it (400 malformed-coupon-code)
         return None
-    print_ = idempotency.fingerprint(service.REDEEM_OPERATION, msgspec.structs.replace(data, code=code))
     try:
         async with pool.acquire() as connection:
             return await try_redeem(connection, ctx, caller_id, idempotency_key, print_, code, data)

@@ -71,6 +71,7 @@ __all__ = [
     "member_digest",
     "pause_benefit",
     "redeem",
+    "redemption_fingerprint",
     "redemption_out",
     "resume_benefit",
     "reverse_redemption",
@@ -639,6 +640,14 @@ async def _replay_or(
     raise problem
 
 
+def redemption_fingerprint(data: RedemptionCreate) -> tuple[str, str]:
+    """The normalised code and the Idempotency-Key fingerprint of a redemption request - one definition
+    for both paths (`redeem_pg` and :func:`redeem`), so that a retry answered by the other path still
+    matches. Raises `codes.MalformedCode`."""
+    code = codes.normalize_code(data.code)
+    return code, idempotency.fingerprint(REDEEM_OPERATION, msgspec.structs.replace(data, code=code))
+
+
 async def redeem(
     session: AsyncSession, ctx: AuditContext, caller_id: str, idempotency_key: str | None, data: RedemptionCreate
 ) -> idempotency.IdempotentResult[RedemptionOut]:
@@ -652,10 +661,9 @@ async def redeem(
     response is stored under the ``Idempotency-Key`` for replays.
     """
     try:
-        code = codes.normalize_code(data.code)
+        code, print_ = redemption_fingerprint(data)
     except codes.MalformedCode as exc:
         raise Problem(400, "malformed-coupon-code", str(exc)) from None
-    print_ = idempotency.fingerprint(REDEEM_OPERATION, msgspec.structs.replace(data, code=code))
     try:
         return await _redeem(session, ctx, caller_id, idempotency_key, print_, code, data, lock_totals=False)
     except booking.TotalsContended:
