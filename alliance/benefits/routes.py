@@ -1,8 +1,9 @@
 """Partner API for benefits, coupons, redemptions and reversals.
 
-Bodies carrying money are decoded strictly (`decode_strict`): ``120.0`` or ``"12000"`` for an amount is
-refused, not converted. Money-moving calls (redemption, reversal) need an ``Idempotency-Key`` header; a
-replay answers with the stored first response and the header ``Idempotent-Replayed: true``.
+Bodies carrying money are decoded strictly, once (`alliance.core.bodies.StrictBody`): ``120.0`` or
+``"12000"`` for an amount is refused, not converted. Money-moving calls (redemption, reversal) need an
+``Idempotency-Key`` header; a replay answers with the stored first response and the header
+``Idempotent-Replayed: true``.
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ from alliance.benefits.schemas import (
     ReversalCreate,
     ReversalOut,
 )
-from alliance.contracts.schemas import decode_strict
 from alliance.core.audit import provide_audit
 from alliance.core.auth import provide_caller
+from alliance.core.bodies import StrictBody
 from alliance.core.database import database_unavailable, session_factory
 from alliance.core.deps import Audit, Caller, Db
 
@@ -47,13 +48,15 @@ class BenefitController(Controller):
     path = "/benefits"
     tags = ["benefits"]
 
-    @post("/", operation_id="createBenefit", summary="Publish a benefit funded by the calling brand")
-    async def create(
-        self, db: Db, caller: Caller, audit: Audit, request: Request[Any, Any, Any], data: JSONBody[BenefitCreate]
-    ) -> BenefitOut:
-        assert caller.brand_id is not None
-        strict = decode_strict(await request.body(), BenefitCreate)
-        return await service.create_benefit(db, audit, caller.brand_id, strict)
+    @post(
+        "/",
+        operation_id="createBenefit",
+        summary="Publish a benefit funded by the calling brand",
+        dto=StrictBody[BenefitCreate],
+        return_dto=None,
+    )
+    async def create(self, db: Db, caller: Caller, audit: Audit, data: JSONBody[BenefitCreate]) -> BenefitOut:
+        return await service.create_benefit(db, audit, caller.brand_id, data)
 
     @get("/", operation_id="listBenefits", summary="The catalogue: benefits the caller funds or may distribute")
     async def list(
@@ -67,14 +70,12 @@ class BenefitController(Controller):
         limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
         offset: Annotated[int, QueryParameter(ge=0, le=100_000)] = 0,
     ) -> list[BenefitOut]:
-        assert caller.brand_id is not None
         return await service.list_benefits(
             db, caller.brand_id, brand=brand, tag=tag, status=status, role=role, limit=limit, offset=offset
         )
 
     @get("/{benefit_id:str}", operation_id="getBenefit", summary="One benefit")
     async def get(self, db: Db, caller: Caller, benefit_id: FromPath[str]) -> BenefitOut:
-        assert caller.brand_id is not None
         return await service.get_benefit(db, caller.brand_id, benefit_id)
 
     @post("/{benefit_id:str}/pause", operation_id="pauseBenefit", status_code=200, summary="Pause (funder)")
@@ -86,7 +87,6 @@ class BenefitController(Controller):
         benefit_id: FromPath[str],
         data: JSONBody[LifecycleRequest | None] = None,
     ) -> BenefitOut:
-        assert caller.brand_id is not None
         return await service.pause_benefit(db, audit, caller.brand_id, benefit_id, data.reason if data else "")
 
     @post("/{benefit_id:str}/resume", operation_id="resumeBenefit", status_code=200, summary="Resume (funder)")
@@ -98,7 +98,6 @@ class BenefitController(Controller):
         benefit_id: FromPath[str],
         data: JSONBody[LifecycleRequest | None] = None,
     ) -> BenefitOut:
-        assert caller.brand_id is not None
         return await service.resume_benefit(db, audit, caller.brand_id, benefit_id, data.reason if data else "")
 
     @post("/{benefit_id:str}/end", operation_id="endBenefit", status_code=200, summary="End for good (funder)")
@@ -110,7 +109,6 @@ class BenefitController(Controller):
         benefit_id: FromPath[str],
         data: JSONBody[LifecycleRequest | None] = None,
     ) -> BenefitOut:
-        assert caller.brand_id is not None
         return await service.end_benefit(db, audit, caller.brand_id, benefit_id, data.reason if data else "")
 
     @put(
@@ -121,47 +119,41 @@ class BenefitController(Controller):
     async def distributors(
         self, db: Db, caller: Caller, audit: Audit, benefit_id: FromPath[str], data: JSONBody[DistributorsUpdate]
     ) -> BenefitOut:
-        assert caller.brand_id is not None
         return await service.set_distributors(db, audit, caller.brand_id, benefit_id, data.distributors)
 
     @post(
         "/{benefit_id:str}/coupons",
         operation_id="issueCoupons",
         summary="Issue a batch of coupon codes to the calling brand as distributor (codes shown once)",
+        dto=StrictBody[CouponIssue],
+        return_dto=None,
     )
     async def issue(
-        self,
-        db: Db,
-        caller: Caller,
-        audit: Audit,
-        request: Request[Any, Any, Any],
-        benefit_id: FromPath[str],
-        data: JSONBody[CouponIssue],
+        self, db: Db, caller: Caller, audit: Audit, benefit_id: FromPath[str], data: JSONBody[CouponIssue]
     ) -> CouponBatchOut:
-        assert caller.brand_id is not None
-        strict = decode_strict(await request.body(), CouponIssue)
-        return await service.issue_coupons(db, audit, caller.brand_id, benefit_id, strict.count)
+        return await service.issue_coupons(db, audit, caller.brand_id, benefit_id, data.count)
 
 
 class RedemptionController(Controller):
     path = "/redemptions"
     tags = ["redemptions"]
 
-    @post("/", operation_id="redeemCoupon", summary="Redeem a coupon at its funding brand (exactly once)")
+    @post(
+        "/",
+        operation_id="redeemCoupon",
+        summary="Redeem a coupon at its funding brand (exactly once)",
+        dto=StrictBody[RedemptionCreate],
+        return_dto=None,
+    )
     async def redeem(
-        self,
-        request: Request[Any, Any, Any],
-        data: JSONBody[RedemptionCreate],
-        idempotency_key: IdempotencyKey = None,
+        self, request: Request[Any, Any, Any], data: JSONBody[RedemptionCreate], idempotency_key: IdempotencyKey = None
     ) -> Response[RedemptionOut]:
         # The hot path asks for no dependencies: resolving ``db``, ``caller`` and ``audit`` together costs
         # Litestar a task group per request. The same values, and the same ending as ``provide_db``.
         caller, audit = provide_caller(request), provide_audit(request)
-        assert caller.brand_id is not None
-        strict = decode_strict(await request.body(), RedemptionCreate)
         pool = request.app.state.direct_pool  # PostgreSQL: the fast path first (None on SQLite)
         if pool is not None:
-            fast = await redeem_pg.redeem_direct(pool, audit, caller.brand_id, idempotency_key, strict)
+            fast = await redeem_pg.redeem_direct(pool, audit, caller.brand_id, idempotency_key, data)
             if fast is not None:  # its body is already JSON (as stored for replays): sent as it is
                 answer: Response[Any] = Response(
                     fast.encoded or fast.body, status_code=fast.status_code, media_type=MediaType.JSON
@@ -169,7 +161,7 @@ class RedemptionController(Controller):
                 return answer
         async with session_factory(request.app.state)() as db:
             try:
-                result = await service.redeem(db, audit, caller.brand_id, idempotency_key, strict)
+                result = await service.redeem(db, audit, caller.brand_id, idempotency_key, data)
             except Exception as exc:
                 if database_unavailable(exc):
                     await db.invalidate()  # as provide_db: never pool a connection an outage broke
@@ -188,12 +180,10 @@ class RedemptionController(Controller):
         limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
         offset: Annotated[int, QueryParameter(ge=0, le=100_000)] = 0,
     ) -> list[RedemptionOut]:
-        assert caller.brand_id is not None
         return await service.list_redemptions(db, caller.brand_id, benefit_id=benefit_id, limit=limit, offset=offset)
 
     @get("/{redemption_id:str}", operation_id="getRedemption", summary="One redemption")
     async def get(self, db: Db, caller: Caller, redemption_id: FromPath[str]) -> RedemptionOut:
-        assert caller.brand_id is not None
         return await service.get_redemption(db, caller.brand_id, redemption_id)
 
     @post(
@@ -206,14 +196,11 @@ class RedemptionController(Controller):
         db: Db,
         caller: Caller,
         audit: Audit,
-        request: Request[Any, Any, Any],
         redemption_id: FromPath[str],
         idempotency_key: IdempotencyKey = None,
         data: JSONBody[ReversalCreate | None] = None,
     ) -> Response[ReversalOut]:
-        assert caller.brand_id is not None
-        raw = await request.body()
-        strict = decode_strict(raw, ReversalCreate) if raw.strip() not in (b"", b"null") else ReversalCreate()
+        strict = data if data is not None else ReversalCreate()
         result = await service.reverse_redemption(db, audit, caller.brand_id, redemption_id, idempotency_key, strict)
         return Response(result.body, status_code=result.status_code, headers=replayed_headers(result.replayed))
 

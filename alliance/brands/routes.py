@@ -18,7 +18,6 @@ class BrandSelfController(Controller):
 
     @get("/me", operation_id="getMe", summary="The calling brand and the key it used")
     async def me(self, db: Db, caller: Caller) -> MeOut:
-        assert caller.brand_id is not None
         brand = await service.get_brand(db, caller.brand_id)
         key = await db.get(ApiKey, caller.key_id)
         assert key is not None
@@ -26,12 +25,10 @@ class BrandSelfController(Controller):
 
     @get("/api-keys", operation_id="listApiKeys", summary="The calling brand's API keys (prefixes only)")
     async def list_keys(self, db: Db, caller: Caller) -> list[ApiKeyOut]:
-        assert caller.brand_id is not None
         return [service.key_out(k) for k in await service.list_keys(db, caller.brand_id)]
 
     @post("/api-keys", operation_id="createApiKey", summary="Issue an additional API key (shown once)")
     async def create_key(self, db: Db, caller: Caller, audit: Audit, data: JSONBody[KeyCreate]) -> IssuedApiKey:
-        assert caller.brand_id is not None
         return await service.issue_key(db, audit, caller.brand_id, data.label)
 
     @post(
@@ -40,10 +37,8 @@ class BrandSelfController(Controller):
         summary="Replace a key: a new secret is returned once, the old key stops working",
     )
     async def rotate_key(self, db: Db, caller: Caller, audit: Audit, key_id: FromPath[str]) -> IssuedApiKey:
-        assert caller.brand_id is not None
         return await service.rotate_key(db, audit, caller.brand_id, key_id)
 
     @delete("/api-keys/{key_id:str}", operation_id="revokeApiKey", status_code=200, summary="Revoke a key")
     async def revoke_key(self, db: Db, caller: Caller, audit: Audit, key_id: FromPath[str]) -> ApiKeyOut:
-        assert caller.brand_id is not None
         return service.key_out(await service.revoke_key(db, audit, caller.brand_id, key_id))

@@ -6,9 +6,9 @@ brand sees only the contracts it is a party to.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
-from litestar import Controller, Request, get, post, put
+from litestar import Controller, get, post, put
 from litestar.params import FromPath, JSONBody, Parameter
 
 from alliance.contracts import service
@@ -21,17 +21,12 @@ from alliance.contracts.schemas import (
     SigningKeyIn,
     SigningKeysOut,
     decode_binary,
-    decode_strict,
 )
+from alliance.core.bodies import StrictBody
 from alliance.core.deps import Audit, Caller, Db, Operator
 from alliance.core.problems import Problem
 
 __all__ = ["ContractAdminController", "ContractController", "SigningKeyController"]
-
-
-def _brand(caller: Caller) -> str:
-    assert caller.brand_id is not None
-    return caller.brand_id
 
 
 class SigningKeyController(Controller):
@@ -49,40 +44,38 @@ class SigningKeyController(Controller):
             raw = decode_binary(data.public_key, 32, "public_key")
         except ValueError as exc:
             raise Problem(422, "invalid-signing-key", str(exc)) from None
-        return await service.register_signing_key(db, audit, _brand(caller), raw)
+        return await service.register_signing_key(db, audit, caller.brand_id, raw)
 
     @get("/", operation_id="getSigningKey", summary="The brand's current signing key and key history")
     async def get_key(self, db: Db, caller: Caller) -> SigningKeysOut:
-        return await service.signing_keys(db, _brand(caller))
+        return await service.signing_keys(db, caller.brand_id)
 
 
 class ContractController(Controller):
     path = "/contracts"
     tags = ["contracts"]
 
-    @post("/", operation_id="proposeContract", summary="Propose a contract with another brand (its version 1)")
-    async def propose(
-        self, db: Db, caller: Caller, audit: Audit, request: Request[Any, Any, Any], data: JSONBody[ContractProposal]
-    ) -> ContractOut:
-        proposal = decode_strict(await request.body(), ContractProposal)
-        return await service.propose_contract(db, audit, _brand(caller), proposal)
+    @post(
+        "/",
+        operation_id="proposeContract",
+        summary="Propose a contract with another brand (its version 1)",
+        dto=StrictBody[ContractProposal],
+        return_dto=None,
+    )
+    async def propose(self, db: Db, caller: Caller, audit: Audit, data: JSONBody[ContractProposal]) -> ContractOut:
+        return await service.propose_contract(db, audit, caller.brand_id, data)
 
     @post(
         "/{contract_id:str}/versions",
         operation_id="proposeContractVersion",
         summary="Propose the next version of one of the brand's contracts",
+        dto=StrictBody[ContractProposal],
+        return_dto=None,
     )
     async def propose_version(
-        self,
-        db: Db,
-        caller: Caller,
-        audit: Audit,
-        request: Request[Any, Any, Any],
-        contract_id: FromPath[str],
-        data: JSONBody[ContractProposal],
+        self, db: Db, caller: Caller, audit: Audit, contract_id: FromPath[str], data: JSONBody[ContractProposal]
     ) -> ContractOut:
-        proposal = decode_strict(await request.body(), ContractProposal)
-        return await service.propose_version(db, audit, _brand(caller), contract_id, proposal)
+        return await service.propose_version(db, audit, caller.brand_id, contract_id, data)
 
     @post(
         "/{contract_id:str}/signatures",
@@ -96,15 +89,15 @@ class ContractController(Controller):
             signature = decode_binary(data.signature, 64, "signature")
         except ValueError as exc:
             raise Problem(422, "signature-invalid", str(exc)) from None
-        return await service.sign_version(db, audit, _brand(caller), contract_id, data.version, signature)
+        return await service.sign_version(db, audit, caller.brand_id, contract_id, data.version, signature)
 
     @get("/", operation_id="listContracts", summary="The brand's contracts, with every version and signature")
     async def list(self, db: Db, caller: Caller) -> ContractListOut:
-        return ContractListOut(items=await service.list_contracts(db, _brand(caller)))
+        return ContractListOut(items=await service.list_contracts(db, caller.brand_id))
 
     @get("/{contract_id:str}", operation_id="getContract", summary="One of the brand's contracts")
     async def get(self, db: Db, caller: Caller, contract_id: FromPath[str]) -> ContractOut:
-        return await service.get_contract(db, contract_id, _brand(caller))
+        return await service.get_contract(db, contract_id, caller.brand_id)
 
 
 class ContractAdminController(Controller):

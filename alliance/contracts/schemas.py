@@ -1,8 +1,7 @@
-"""Wire schemas for signing keys and contracts, and the strict body decoding money and keys need.
+"""Wire schemas for signing keys and contracts.
 
-Litestar converts request bodies leniently (``"5"`` or ``5.0`` become the int 5). Contract terms and
-ledger postings carry money and are signed or hashed, so their routes decode the raw body again with
-:func:`decode_strict`: a string or float where an integer belongs is refused with 400, never coerced.
+Contract terms carry money and are signed, so their routes decode bodies strictly
+(`alliance.core.bodies.StrictBody`): a string or float where an integer belongs is refused with 400.
 """
 
 from __future__ import annotations
@@ -14,7 +13,6 @@ from datetime import datetime
 from typing import Annotated, Literal, TypeVar
 
 import msgspec
-from litestar.exceptions import ValidationException
 
 from contracts import (
     DEFAULT_ATTRIBUTION_WINDOW_SECONDS,
@@ -38,36 +36,14 @@ __all__ = [
     "SigningKeysOut",
     "VersionOut",
     "decode_binary",
-    "decode_strict",
 ]
 
 T = TypeVar("T")
 
-_MSGSPEC_PATH = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")
 _HEX = re.compile(r"[0-9a-fA-F]*")
 
 BrandId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 BinaryText = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-
-
-def decode_strict(raw: bytes, target: type[T]) -> T:
-    """Decode a JSON body into ``target`` with msgspec's strict rules (no str->int, no float->int).
-
-    Errors take the same shape as Litestar's own validation errors: 400 ``invalid-request`` with the
-    offending field in ``errors``.
-    """
-    try:
-        return msgspec.json.decode(raw, type=target, strict=True)
-    except msgspec.ValidationError as exc:
-        message = str(exc)
-        match = _MSGSPEC_PATH.search(message)
-        key = match.group("path") if match else ""
-        text = message[: match.start()] if match else message
-        raise ValidationException(
-            detail="the request is not valid", extra=[{"message": text, "key": key, "source": "body"}]
-        ) from None
-    except msgspec.DecodeError as exc:
-        raise ValidationException(detail=f"the body is not valid JSON: {exc}") from None
 
 
 def decode_binary(text: str, length: int, what: str) -> bytes:

@@ -25,6 +25,7 @@ from alliance.db.base import utcnow
 from alliance.db.models import ApiKey, Brand
 
 __all__ = [
+    "BrandCaller",
     "Principal",
     "admin_guard",
     "brand_guard",
@@ -157,10 +158,20 @@ async def admin_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRou
     connection.state.principal = principal
 
 
-def provide_caller(request: Request[Any, Any, Any]) -> Principal:
-    """The authenticated brand (set by :func:`brand_guard`)."""
+@dataclass(frozen=True, slots=True)
+class BrandCaller:
+    """The brand calling a ``/v1`` route: unlike a `Principal`, its ``brand_id`` is always set."""
+
+    brand_id: str
+    key_id: str
+
+
+def provide_caller(request: Request[Any, Any, Any]) -> BrandCaller:
+    """The authenticated brand (checked by :func:`brand_guard`)."""
     principal: Principal = request.state.principal
-    return principal
+    if principal.brand_id is None:  # pragma: no cover - brand_guard admits brand keys only
+        raise Problem(403, "forbidden", "operator keys cannot call the partner API")
+    return BrandCaller(principal.brand_id, principal.key_id)
 
 
 def provide_admin(request: Request[Any, Any, Any]) -> Principal:

@@ -12,13 +12,13 @@ from litestar.di import NamedDependency
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alliance.core.audit import AuditContext
-from alliance.core.auth import Principal
+from alliance.core.auth import BrandCaller, Principal
 
 __all__ = ["Audit", "Caller", "Db", "Operator"]
 
 Db: TypeAlias = NamedDependency[AsyncSession]
 """``db``: the request's session; committed when the handler returns, rolled back on error."""
-Caller: TypeAlias = NamedDependency[Principal]
+Caller: TypeAlias = NamedDependency[BrandCaller]
 """``caller``: the authenticated brand on a ``/v1`` route."""
 Operator: TypeAlias = NamedDependency[Principal]
 """``operator``: the authenticated operator on an ``/admin/v1`` route."""

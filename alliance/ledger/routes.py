@@ -4,14 +4,14 @@ Operator side: everything, manual adjustments, and chain verification."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
-from litestar import Controller, Request, get, post
+from litestar import Controller, get, post
 from litestar.params import FromQuery, JSONBody, QueryParameter
 
 import contracts
-from alliance.contracts.schemas import decode_strict
 from alliance.core.audit import record_audit
+from alliance.core.bodies import StrictBody
 from alliance.core.deps import Audit, Caller, Db, Operator
 from alliance.core.problems import Problem
 from alliance.ledger import service
@@ -57,7 +57,6 @@ class LedgerController(Controller):
         cursor: FromQuery[str | None] = None,
         limit: Limit = 100,
     ) -> TransactionPage:
-        assert caller.brand_id is not None
         return await service.list_transactions(
             db,
             brand_id=caller.brand_id,
@@ -77,7 +76,6 @@ class BalanceController(Controller):
 
     @get("/", operation_id="getBalances", summary="The brand's account balances and net position per currency")
     async def balances(self, db: Db, caller: Caller) -> BalancesOut:
-        assert caller.brand_id is not None
         return service.balances_out(caller.brand_id, await service.live_balances(db, caller.brand_id))
 
 
@@ -114,11 +112,11 @@ class LedgerAdminController(Controller):
         "/transactions",
         operation_id="adminPostLedgerAdjustment",
         summary="Post a manual balanced transaction (idempotent by idempotency_key)",
+        dto=StrictBody[AdjustmentIn],
+        return_dto=None,
     )
-    async def adjust(
-        self, db: Db, operator: Operator, audit: Audit, request: Request[Any, Any, Any], data: JSONBody[AdjustmentIn]
-    ) -> TransactionOut:
-        body = decode_strict(await request.body(), AdjustmentIn)
+    async def adjust(self, db: Db, operator: Operator, audit: Audit, data: JSONBody[AdjustmentIn]) -> TransactionOut:
+        body = data
         posted = await service.post_adjustment(
             db,
             audit,

@@ -24,7 +24,6 @@ __all__ = ["MatchController", "TaskController"]
 
 
 def _brand(caller: Caller) -> str:
-    assert caller.brand_id is not None
     return caller.brand_id
 
 
@@ -43,20 +42,20 @@ class MatchController(Controller):
 
     @post("/", operation_id="createMatch", summary="Request a match under the contract in force with the other brand")
     async def create(self, db: Db, caller: Caller, audit: Audit, data: JSONBody[MatchCreate]) -> MatchOut:
-        match = await service.create_match(db, audit, _brand(caller), data, load_psi_settings())
-        return await service.match_out(db, match, _brand(caller))
+        match = await service.create_match(db, audit, caller.brand_id, data, load_psi_settings())
+        return await service.match_out(db, match, caller.brand_id)
 
     @get("/", operation_id="listMatches", summary="Matches the calling brand is a party to, newest first")
     async def list_matches(self, db: Db, caller: Caller, audit: Audit) -> list[MatchOut]:
         return [
-            await service.match_out(db, m, _brand(caller))
-            for m in await service.list_matches(db, audit, _brand(caller))
+            await service.match_out(db, m, caller.brand_id)
+            for m in await service.list_matches(db, audit, caller.brand_id)
         ]
 
     @get("/{match_id:str}", operation_id="getMatch", summary="One match the calling brand is a party to")
     async def get_match(self, db: Db, caller: Caller, audit: Audit, match_id: FromPath[str]) -> MatchOut:
-        match = await service.get_match(db, audit, _brand(caller), match_id, load_psi_settings())
-        return await service.match_out(db, match, _brand(caller))
+        match = await service.get_match(db, audit, caller.brand_id, match_id, load_psi_settings())
+        return await service.match_out(db, match, caller.brand_id)
 
     @get(
         "/{match_id:str}/result",
@@ -65,7 +64,7 @@ class MatchController(Controller):
         responses=problem_responses(409),
     )
     async def result(self, db: Db, caller: Caller, audit: Audit, match_id: FromPath[str]) -> MatchResultOut:
-        return await service.match_result(db, audit, _brand(caller), match_id, load_psi_settings())
+        return await service.match_result(db, audit, caller.brand_id, match_id, load_psi_settings())
 
 
 class TaskController(Controller):
@@ -85,12 +84,12 @@ class TaskController(Controller):
             ),
         ] = "open",
     ) -> list[TaskOut]:
-        rows = await service.list_tasks(db, audit, _brand(caller), None if task_state == "all" else task_state)
+        rows = await service.list_tasks(db, audit, caller.brand_id, None if task_state == "all" else task_state)
         return [service.task_out(task, match) for task, match in rows]
 
     @get("/{task_id:str}", operation_id="getTask", summary="One of the calling brand's agent tasks")
     async def get_task(self, db: Db, caller: Caller, task_id: FromPath[str]) -> TaskOut:
-        task, match = await service.get_task(db, _brand(caller), task_id)
+        task, match = await service.get_task(db, caller.brand_id, task_id)
         return service.task_out(task, match)
 
     @get(
@@ -101,7 +100,7 @@ class TaskController(Controller):
         responses=problem_responses(409),
     )
     async def items(self, request: Request[Any, Any, Any], db: Db, caller: Caller, task_id: FromPath[str]) -> Stream:
-        set_id, count = await service.task_input_set(db, _brand(caller), task_id)
+        set_id, count = await service.task_input_set(db, caller.brand_id, task_id)
         return _points(request, set_id, count)
 
     @get(
@@ -114,7 +113,7 @@ class TaskController(Controller):
     async def reblinded(
         self, request: Request[Any, Any, Any], db: Db, caller: Caller, task_id: FromPath[str]
     ) -> Stream:
-        set_id, count = await service.task_reblinded_set(db, _brand(caller), task_id)
+        set_id, count = await service.task_reblinded_set(db, caller.brand_id, task_id)
         return _points(request, set_id, count)
 
     @put(
@@ -128,10 +127,10 @@ class TaskController(Controller):
     async def result(
         self, request: Request[Any, Any, Any], db: Db, caller: Caller, audit: Audit, task_id: FromPath[str]
     ) -> TaskOut:
-        await service.get_task(db, _brand(caller), task_id)  # 404 before anything else
+        await service.get_task(db, caller.brand_id, task_id)  # 404 before anything else
         body, length = binary_body(request)
         task, match, ready = await service.submit_task_result(
-            db, audit, _brand(caller), task_id, body, content_length=length
+            db, audit, caller.brand_id, task_id, body, content_length=length
         )
         if ready:
             # The result is safe first; counting then runs in its own transaction (and is retried by a
@@ -148,8 +147,8 @@ class TaskController(Controller):
     async def report(
         self, db: Db, caller: Caller, audit: Audit, task_id: FromPath[str], data: JSONBody[SignedMembershipReport]
     ) -> TaskOut:
-        await service.submit_membership_report(db, audit, _brand(caller), task_id, data)
-        task, match = await service.get_task(db, _brand(caller), task_id)
+        await service.submit_membership_report(db, audit, caller.brand_id, task_id, data)
+        task, match = await service.get_task(db, caller.brand_id, task_id)
         return service.task_out(task, match)
 
     @post(
@@ -161,6 +160,6 @@ class TaskController(Controller):
     async def refuse(
         self, db: Db, caller: Caller, audit: Audit, task_id: FromPath[str], data: JSONBody[TaskRefusal]
     ) -> TaskOut:
-        await service.refuse_task(db, audit, _brand(caller), task_id, data.reason)
-        task, match = await service.get_task(db, _brand(caller), task_id)
+        await service.refuse_task(db, audit, caller.brand_id, task_id, data.reason)
+        task, match = await service.get_task(db, caller.brand_id, task_id)
         return service.task_out(task, match)

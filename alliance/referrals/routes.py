@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Response, get, post
 from litestar.params import FromPath, JSONBody
 
 from alliance.benefits.routes import IdempotencyKey, replayed_headers
-from alliance.contracts.schemas import decode_strict
+from alliance.core.bodies import StrictBody
 from alliance.core.deps import Audit, Caller, Db
 from alliance.referrals import service
 from alliance.referrals.schemas import ConversionCreate, ConversionOut, ReferralCreate, ReferralOut, SigningKeyOut
@@ -22,7 +20,6 @@ class ReferralController(Controller):
 
     @post("/", operation_id="createReferral", summary="A signed, expiring referral token for a member (shown once)")
     async def create(self, db: Db, caller: Caller, audit: Audit, data: JSONBody[ReferralCreate]) -> ReferralOut:
-        assert caller.brand_id is not None
         return await service.create_referral(db, audit, caller.brand_id, data)
 
     @get("/signing-key", operation_id="getReferralSigningKey", summary="The exchange's key to check tokens offline")
@@ -31,7 +28,6 @@ class ReferralController(Controller):
 
     @get("/{referral_id:str}", operation_id="getReferral", summary="A referral the calling brand issued")
     async def get(self, db: Db, caller: Caller, referral_id: FromPath[str]) -> ReferralOut:
-        assert caller.brand_id is not None
         return await service.get_referral(db, caller.brand_id, referral_id)
 
 
@@ -39,22 +35,24 @@ class ConversionController(Controller):
     path = "/conversions"
     tags = ["referrals"]
 
-    @post("/", operation_id="createConversion", summary="Report a referred member's purchase (posts the commission)")
+    @post(
+        "/",
+        operation_id="createConversion",
+        summary="Report a referred member's purchase (posts the commission)",
+        dto=StrictBody[ConversionCreate],
+        return_dto=None,
+    )
     async def create(
         self,
         db: Db,
         caller: Caller,
         audit: Audit,
-        request: Request[Any, Any, Any],
         data: JSONBody[ConversionCreate],
         idempotency_key: IdempotencyKey = None,
     ) -> Response[ConversionOut]:
-        assert caller.brand_id is not None
-        strict = decode_strict(await request.body(), ConversionCreate)
-        result = await service.convert(db, audit, caller.brand_id, idempotency_key, strict)
+        result = await service.convert(db, audit, caller.brand_id, idempotency_key, data)
         return Response(result.body, status_code=result.status_code, headers=replayed_headers(result.replayed))
 
     @get("/{conversion_id:str}", operation_id="getConversion", summary="A conversion the caller reported or earned")
     async def get(self, db: Db, caller: Caller, conversion_id: FromPath[str]) -> ConversionOut:
-        assert caller.brand_id is not None
         return await service.get_conversion(db, caller.brand_id, conversion_id)

@@ -57,13 +57,11 @@ class SegmentController(Controller):
     async def create(
         self, request: Request[Any, Any, Any], db: Db, caller: Caller, audit: Audit, data: JSONBody[SegmentCreate]
     ) -> SegmentOut:
-        assert caller.brand_id is not None
         segment = await service.create_segment(db, audit, caller.brand_id, data, load_psi_settings())
         return service.segment_out(segment, alliance_id_of(request))
 
     @get("/", operation_id="listSegments", summary="The calling brand's segments")
     async def list_segments(self, request: Request[Any, Any, Any], db: Db, caller: Caller) -> list[SegmentOut]:
-        assert caller.brand_id is not None
         alliance_id = alliance_id_of(request)
         return [service.segment_out(s, alliance_id) for s in await service.list_segments(db, caller.brand_id)]
 
@@ -71,7 +69,6 @@ class SegmentController(Controller):
     async def get_segment(
         self, request: Request[Any, Any, Any], db: Db, caller: Caller, segment_id: FromPath[str]
     ) -> SegmentOut:
-        assert caller.brand_id is not None
         segment = await service.get_own_segment(db, caller.brand_id, segment_id)
         return service.segment_out(segment, alliance_id_of(request))
 
@@ -92,7 +89,6 @@ class SegmentController(Controller):
     async def upload(
         self, request: Request[Any, Any, Any], db: Db, caller: Caller, audit: Audit, segment_id: FromPath[str]
     ) -> SegmentOut:
-        assert caller.brand_id is not None
         await service.get_own_segment(db, caller.brand_id, segment_id)  # 404 before anything else
         body, length = binary_body(request)
         segment = await service.upload_items(db, audit, caller.brand_id, segment_id, body, content_length=length)
@@ -107,6 +103,5 @@ class SegmentController(Controller):
     async def publish(
         self, request: Request[Any, Any, Any], db: Db, caller: Caller, audit: Audit, segment_id: FromPath[str]
     ) -> SegmentOut:
-        assert caller.brand_id is not None
         segment = await service.publish_segment(db, audit, caller.brand_id, segment_id)
         return service.segment_out(segment, alliance_id_of(request))

@@ -83,7 +83,6 @@ class StatementController(Controller):
         month: FromPath[str],
         format: Annotated[str | None, _format_parameter("json", "csv", "pdf")] = None,
     ) -> Response[bytes]:
-        assert caller.brand_id is not None
         kind = _format(request, format, ("json", "csv", "pdf"))
         row = await service.get_statement(db, caller.brand_id, month)
         filename = f"statement-{month}-{caller.brand_id}.{kind}"
@@ -102,7 +101,6 @@ class StatementController(Controller):
     async def dispute(
         self, db: Db, caller: Caller, audit: Audit, month: FromPath[str], data: JSONBody[DisputeIn]
     ) -> DisputeOut:
-        assert caller.brand_id is not None
         return await service.open_dispute(db, audit, caller.brand_id, month, data)
 
 
@@ -112,7 +110,6 @@ class DisputeController(Controller):
 
     @get("/", operation_id="listDisputes", summary="The brand's own disputes, newest first")
     async def disputes(self, db: Db, caller: Caller) -> list[DisputeOut]:
-        assert caller.brand_id is not None
         return await service.list_disputes(db, caller.brand_id)
 
 
