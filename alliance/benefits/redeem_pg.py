@@ -35,9 +35,10 @@ import asyncpg  # type: ignore[import-untyped]
 import msgspec
 
 import contracts
-from alliance.benefits import booking, codes, idempotency, service
+from alliance.benefits import booking, codes, service
 from alliance.benefits.schemas import RedemptionCreate, RedemptionOut
 from alliance.contracts import service as contract_service
+from alliance.core import idempotency
 from alliance.core.audit import AuditContext
 from alliance.core.database import database_unavailable
 from alliance.core.ids import new_id

@@ -8,10 +8,10 @@ Bodies carrying money are decoded strictly, once (`alliance.core.bodies.StrictBo
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, TypeAlias
+from typing import Annotated, Any, Literal
 
 from litestar import Controller, MediaType, Request, Response, get, post, put
-from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
+from litestar.params import FromPath, JSONBody, QueryParameter
 
 from alliance.benefits import redeem_pg, service
 from alliance.benefits.schemas import (
@@ -31,17 +31,9 @@ from alliance.core.auth import provide_caller
 from alliance.core.bodies import StrictBody
 from alliance.core.database import database_unavailable, session_factory
 from alliance.core.deps import Audit, Caller, Db
+from alliance.core.idempotency import IdempotencyKey, replayed_headers
 
-__all__ = ["BenefitController", "IdempotencyKey", "RedemptionController", "replayed_headers"]
-
-IdempotencyKey: TypeAlias = Annotated[
-    str | None,
-    HeaderParameter(
-        name="Idempotency-Key",
-        required=False,
-        description="Required: a unique value per logical call (e.g. a UUID); a retry with it is applied once",
-    ),
-]
+__all__ = ["BenefitController", "RedemptionController"]
 
 
 class BenefitController(Controller):
@@ -203,8 +195,3 @@ class RedemptionController(Controller):
         strict = data if data is not None else ReversalCreate()
         result = await service.reverse_redemption(db, audit, caller.brand_id, redemption_id, idempotency_key, strict)
         return Response(result.body, status_code=result.status_code, headers=replayed_headers(result.replayed))
-
-
-def replayed_headers(replayed: bool) -> dict[str, str]:
-    """``Idempotent-Replayed: true`` on a stored answer given back for a retried call."""
-    return {"Idempotent-Replayed": "true"} if replayed else {}

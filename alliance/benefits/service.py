@@ -27,7 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 import contracts
-from alliance.benefits import booking, codes, idempotency
+from alliance.benefits import booking, codes
 from alliance.benefits.schemas import (
     BenefitCreate,
     BenefitOut,
@@ -38,6 +38,7 @@ from alliance.benefits.schemas import (
     ReversalCreate,
     ReversalOut,
 )
+from alliance.core import idempotency
 from alliance.core.audit import AuditContext, record_audit
 from alliance.core.ids import new_id
 from alliance.core.problems import Problem

@@ -5,9 +5,9 @@ from __future__ import annotations
 from litestar import Controller, Response, get, post
 from litestar.params import FromPath, JSONBody
 
-from alliance.benefits.routes import IdempotencyKey, replayed_headers
 from alliance.core.bodies import StrictBody
 from alliance.core.deps import Audit, Caller, Db
+from alliance.core.idempotency import IdempotencyKey, replayed_headers
 from alliance.referrals import service
 from alliance.referrals.schemas import ConversionCreate, ConversionOut, ReferralCreate, ReferralOut, SigningKeyOut
 

@@ -18,7 +18,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 import contracts
-from alliance.benefits import booking, idempotency
+from alliance.benefits import booking
+from alliance.core import idempotency
 from alliance.core.audit import AuditContext, record_audit
 from alliance.core.ids import new_id
 from alliance.core.problems import Problem

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Annotated, Generic, TypeAlias, TypeVar
 
 import msgspec
+from litestar.params import HeaderParameter
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -21,10 +22,33 @@ from alliance.core.problems import Problem
 from alliance.db.base import utcnow
 from alliance.db.models import IdempotencyRecord
 
-__all__ = ["IdempotentResult", "fingerprint", "lookup", "remember", "require_key", "store"]
+__all__ = [
+    "IdempotencyKey",
+    "IdempotentResult",
+    "fingerprint",
+    "lookup",
+    "remember",
+    "replayed_headers",
+    "require_key",
+    "store",
+]
 
 T = TypeVar("T")
 _MAX_KEY = 255
+
+IdempotencyKey: TypeAlias = Annotated[
+    str | None,
+    HeaderParameter(
+        name="Idempotency-Key",
+        required=False,
+        description="Required: a unique value per logical call (e.g. a UUID); a retry with it is applied once",
+    ),
+]
+
+
+def replayed_headers(replayed: bool) -> dict[str, str]:
+    """``Idempotent-Replayed: true`` on a stored answer given back for a retried call."""
+    return {"Idempotent-Replayed": "true"} if replayed else {}
 
 
 @dataclass(frozen=True, slots=True)
