@@ -1,0 +1,88 @@
+"""Bounds on request bodies that hold before any handler runs.
+
+The body size is bounded by Litestar (``request_max_body_size``); field lengths, array lengths and money
+by each schema's constraints. What no schema can bound is nesting: msgspec recurses once per level, so
+a JSON body nested about a thousand levels deep ends in a ``RecursionError`` - a 500 - on any JSON route,
+whatever its schema. :class:`JsonDepthLimit` refuses such bodies with 400 ``body-too-deep`` first.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from litestar import Request
+from litestar.enums import ScopeType
+from litestar.middleware import ASGIMiddleware
+from litestar.types import ASGIApp, Receive, Scope, Send
+
+from alliance.core.problems import Problem
+
+__all__ = ["MAX_JSON_DEPTH", "JsonDepthLimit", "json_too_deep"]
+
+MAX_JSON_DEPTH = 32
+"""Deepest nesting of arrays and objects in any JSON body; our deepest schema needs 4."""
+
+_INNERMOST = re.compile(rb"\[\]|\{\}")
+_NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def json_too_deep(raw: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether the arrays and objects of ``raw`` nest more than ``limit`` deep.
+
+    Linear per level and run in C: strings (which may hold brackets) are dropped, everything but the
+    brackets is dropped, then each pass removes the innermost ``[]`` and ``{}`` pairs. A malformed body
+    (unbalanced brackets) is left to the decoder, which refuses it with its own message.
+    """
+    if raw.count(b"[") + raw.count(b"{") <= limit:  # the common case: too few brackets to nest that deep
+        return False
+    unescaped = raw.replace(b"\\\\", b"").replace(b'\\"', b"")  # then every '"' opens or closes a string
+    brackets = b"".join(unescaped.split(b'"')[::2]).translate(None, _NOT_BRACKET)
+    for _ in range(limit):
+        inner = _INNERMOST.sub(b"", brackets)  # one level per pass (chained replaces could take two)
+        if inner == brackets:  # nothing left, or unbalanced
+            return False
+        brackets = inner
+    return bool(_INNERMOST.search(brackets))
+
+
+class JsonDepthLimit(ASGIMiddleware):
+    """Refuse a JSON request body nested deeper than `MAX_JSON_DEPTH` before it is decoded.
+
+    The body read here is the one Litestar keeps for the handler (it is read once, under the route's
+    body-size limit).
+    """
+
+    scopes = (ScopeType.HTTP,)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        if scope.get("method") in _BODY_METHODS and _decodes_json(scope["route_handler"]):
+            request: Request[Any, Any, Any] = Request(scope, receive)
+            if json_too_deep(await request.body()):
+                raise Problem(
+                    400,
+                    "body-too-deep",
+                    f"the JSON body nests arrays and objects more than {MAX_JSON_DEPTH} levels deep",
+                    extra={"max_depth": MAX_JSON_DEPTH},
+                )
+        await next_app(scope, receive, send)
+
+
+_DECODES_JSON: dict[int, bool] = {}
+
+
+def _decodes_json(handler: Any) -> bool:
+    """Whether Litestar decodes this handler's body as JSON (whatever the request's Content-Type says):
+    it takes a ``data`` that is not raw bytes. Streamed uploads and forms are never read here."""
+    known = _DECODES_JSON.get(id(handler))
+    if known is None:
+        data = handler.parsed_fn_signature.parameters.get("data")
+        known = data is not None and not data.is_subclass_of(bytes) and not _is_form(data)
+        _DECODES_JSON[id(handler)] = known
+    return known
+
+
+def _is_form(data: Any) -> bool:
+    body = data.kwarg_definition
+    return body is not None and str(getattr(body, "media_type", "")).startswith(("multipart", "application/x-www"))
