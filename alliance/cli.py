@@ -568,6 +568,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         print(f"alliance: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM where a command turns it into one (demo)
+        print("alliance: interrupted", file=sys.stderr)
+        return 130
     return 0
 
 

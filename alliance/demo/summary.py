@@ -3,17 +3,46 @@
 from __future__ import annotations
 
 from itertools import combinations
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
 from alliance.demo.scenario import DemoResult
 
-__all__ = ["print_summary"]
+__all__ = ["print_summary", "summary_document"]
 
 
 def _money(minor: int) -> str:
     return f"{minor / 100:,.2f}"
+
+
+def summary_document(result: DemoResult) -> dict[str, Any]:
+    """The summary as JSON-ready data (``alliance demo --json``): what the tables show, in minor units."""
+    names = {b.id: b.name for b in result.brands}
+    return {
+        "month": result.month,
+        "console_url": f"{result.base_url}/console",
+        "logins": {"admin": result.admin_password, "auditor": result.auditor_password},
+        "brands": [{"id": b.id, "key": b.key, "name": b.name, "published": b.published} for b in result.brands],
+        "overlaps": [
+            {"brands": sorted(names_of(result, pair)), **(match.get("result") or {})}
+            for pair, match in sorted(result.matches.items(), key=lambda item: sorted(item[0]))
+        ],
+        "activity": {names[brand_id]: counts for brand_id, counts in result.activity.items() if brand_id in names},
+        "net_positions": [
+            {"brand_id": p.brand_id, "brand": names.get(p.brand_id, p.brand_id), "net": p.net, "currency": p.currency}
+            for p in sorted(result.run.net_positions, key=lambda p: p.net)
+        ],
+        "ledger_transactions": result.run.transactions,
+        "statements": result.run.statements,
+        "digest": result.run.digest,
+        "seconds": {name: round(value, 3) for name, value in result.seconds.items()},
+    }
+
+
+def names_of(result: DemoResult, pair: frozenset[str]) -> list[str]:
+    return [b.name for b in result.brands if b.key in pair]
 
 
 def print_summary(result: DemoResult, console: Console) -> None:
