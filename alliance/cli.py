@@ -228,11 +228,18 @@ def cmd_ledger_verify(args: argparse.Namespace) -> None:
 
     report = _run_db(_settings(args), work)
     if report.ok:
+        held = (
+            f"\n{report.quarantined} transaction(s) held in quarantine, not sealed: "
+            + ", ".join(report.quarantined_ids)
+            + " (see `alliance ledger quarantine list`)"
+            if report.quarantined
+            else ""
+        )
         _print(
             report,
             args.json,
             f"ledger OK: {report.transactions} sealed transactions ({report.sealed_now} sealed now, "
-            f"{report.pending} pending), chain head seq {report.head_seq} {report.head_hash}",
+            f"{report.pending} pending), chain head seq {report.head_seq} {report.head_hash}{held}",
         )
         return
     problem = report.problem
@@ -244,6 +251,33 @@ def cmd_ledger_verify(args: argparse.Namespace) -> None:
     if args.json:
         _print(report, True, "")
     raise CliError(f"ledger verification FAILED at {', '.join(where) or 'the ledger'}: {problem.reason}")
+
+
+def cmd_ledger_quarantine(args: argparse.Namespace) -> None:
+    """List the transactions the sealer held out of the chain, or release / exclude one (audited)."""
+    from alliance.core.audit import cli_audit_context
+    from alliance.ledger import quarantine
+
+    async def work(session: AsyncSession) -> Any:
+        if args.quarantine_command != "list":
+            await quarantine.resolve(session, cli_audit_context(), args.transaction_id, args.quarantine_command)
+        rows = await quarantine.list_quarantine(session, None if args.quarantine_command != "list" else args.status)
+        return [
+            {
+                "transaction_id": r.transaction_id,
+                "period": r.period,
+                "status": r.status,
+                "reason": r.reason,
+                "quarantined_at": r.quarantined_at,
+                "resolved_by": r.resolved_by,
+            }
+            for r in rows
+            if args.quarantine_command == "list" or r.transaction_id == args.transaction_id
+        ]
+
+    rows = _run_db(_settings(args), work)
+    lines = [f"{r['transaction_id']}  {r['period']}  {r['status']:<8}  {r['reason']}" for r in rows]
+    _print(rows, args.json, "\n".join(lines) if lines else "the ledger quarantine is empty")
 
 
 def cmd_close(args: argparse.Namespace) -> None:
@@ -484,6 +518,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     verify.add_argument("--no-seal", action="store_true", help="check only what is sealed already")
     verify.set_defaults(func=cmd_ledger_verify)
+    held = ledger.add_parser(
+        "quarantine", help="transactions the sealer could not seal, held out of the chain"
+    ).add_subparsers(dest="quarantine_command", required=True)
+    held_list = held.add_parser("list", parents=[common], help="held, released and excluded transactions")
+    held_list.add_argument("--status", choices=["held", "released", "excluded"])
+    held_list.set_defaults(func=cmd_ledger_quarantine)
+    for action, text in (
+        ("release", "let the sealer try a held transaction again (once its cause is fixed)"),
+        ("exclude", "keep a held transaction out of the chain for good: no balance or statement counts it"),
+    ):
+        resolve = held.add_parser(action, parents=[common], help=text)
+        resolve.add_argument("transaction_id")
+        resolve.set_defaults(func=cmd_ledger_quarantine)
     user = sub.add_parser("user", help="console users").add_subparsers(dest="user_command", required=True)
     user_add = user.add_parser("add", parents=[common], help="create a console user (asks for the password)")
     user_add.add_argument("username")

@@ -117,3 +117,5 @@ class VerifyReport(msgspec.Struct):
     head_hash: str
     checked_at: datetime
     problem: VerifyProblem | None = None
+    quarantined: int = 0  # held out of the chain for an operator (`alliance ledger quarantine`)
+    quarantined_ids: list[str] = msgspec.field(default_factory=list)  # the first 20 of them

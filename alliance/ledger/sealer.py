@@ -29,8 +29,10 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from alliance.core.database import database_unavailable
 from alliance.db.base import utcnow
 from alliance.db.models import LedgerAccount, LedgerChainHead, LedgerPosting, LedgerTransaction
+from alliance.ledger import quarantine
 from alliance.ledger.chain import GENESIS_HASH, ChainPosting, transaction_hash
 
 __all__ = [
@@ -79,8 +81,9 @@ async def lock_chain_head(session: AsyncSession) -> tuple[int, str]:
 
 
 async def has_pending(session: AsyncSession) -> bool:
-    """Whether any committed transaction awaits sealing (a cheap partial-index probe)."""
-    found = await session.scalar(select(LedgerTransaction.id).where(LedgerTransaction.seq.is_(None)).limit(1))
+    """Whether any committed transaction awaits sealing (a cheap partial-index probe); held ones do not."""
+    t = _table(LedgerTransaction)
+    found = await session.scalar(select(t.c.id).where(t.c.seq.is_(None), quarantine.not_held(t.c.id)).limit(1))
     return found is not None
 
 
@@ -107,7 +110,12 @@ class _CoreStore:
         """The oldest unsealed transactions (at most ``limit``) and their postings by transaction id."""
         t, p = self.t, self.p
         columns = [t.c[name] for name in _Pending._fields]
-        query = select(*columns).where(t.c.seq.is_(None)).order_by(t.c.posted_at, t.c.id).limit(limit)
+        query = (
+            select(*columns)
+            .where(t.c.seq.is_(None), quarantine.not_held(t.c.id))
+            .order_by(t.c.posted_at, t.c.id)
+            .limit(limit)
+        )
         pending = [_Pending(*row) for row in (await self.session.execute(query)).all()]
         legs: dict[str, list[ChainPosting]] = defaultdict(list)
         if pending:
@@ -132,6 +140,15 @@ class _CoreStore:
             ],
         )
 
+    async def balances(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        """The sealed balances of these (account, currency) pairs (absent: zero)."""
+        a = self.accounts
+        accounts = sorted({account for account, _ in keys})
+        rows = await self.session.execute(
+            select(a.c.account, a.c.currency, a.c.balance).where(a.c.account.in_(accounts))
+        )
+        return {(row.account, row.currency): int(row.balance) for row in rows}
+
     async def add_to_balances(self, changed: list[tuple[str, str, str | None, int]]) -> None:
         upsert = _insert(self.session)(self.accounts)
         await self.session.execute(
@@ -153,11 +170,14 @@ class _AsyncpgStore:
     # planned as a sequential scan (or a hash join over one) on a table grown since its last ANALYZE:
     # 5-8 ms per round at 40k postings, against 0.2 ms by the index.
     _UNSEALED = (
-        "SELECT t.id, t.idempotency_scope, t.idempotency_key, t.brand_id, t.kind, t.occurred_at, t.posted_at, "
+        "SELECT t.id, t.idempotency_scope, t.idempotency_key, t.brand_id, t.kind, t.occurred_at, t.posted_at, "  # noqa: S608 - constant text only
         "t.period, t.reference::text, (SELECT CAST(json_agg(json_build_array(p.line, p.account, p.brand_id, "
         "p.amount, p.currency)) AS text) FROM ledger_postings AS p WHERE p.transaction_id = t.id) "
-        "FROM ledger_transactions AS t WHERE t.seq IS NULL ORDER BY t.posted_at, t.id LIMIT $1"
+        "FROM ledger_transactions AS t WHERE t.seq IS NULL AND "
+        + quarantine.NOT_HELD_SQL
+        + " ORDER BY t.posted_at, t.id LIMIT $1"
     )
+    _READ_BALANCES = "SELECT account, currency, balance FROM ledger_accounts WHERE account = ANY($1::varchar[])"
     _MARK = (
         "UPDATE ledger_transactions AS t SET seq = u.seq, prev_hash = u.prev_hash, hash = u.hash, sealed_at = $5 "
         "FROM unnest($1::varchar[], $2::bigint[], $3::varchar[], $4::varchar[]) AS u(id, seq, prev_hash, hash) "
@@ -185,6 +205,10 @@ class _AsyncpgStore:
     ) -> None:
         await self.driver.execute(self._MARK, ids, seqs, prevs, hashes, at)
 
+    async def balances(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        rows = await self.driver.fetch(self._READ_BALANCES, sorted({account for account, _ in keys}))
+        return {(row[0], row[1]): int(row[2]) for row in rows}
+
     async def add_to_balances(self, changed: list[tuple[str, str, str | None, int]]) -> None:
         accounts, currencies, brands, deltas = (list(column) for column in zip(*changed, strict=True))
         await self.driver.execute(self._BALANCES, accounts, currencies, brands, deltas)
@@ -198,60 +222,50 @@ async def _store(session: AsyncSession) -> _CoreStore | _AsyncpgStore:
     return _CoreStore(session)
 
 
-async def seal_pending(session: AsyncSession, *, max_batches: int | None = None) -> int:
-    """Seal every committed, unsealed transaction (at most ``max_batches`` batches of ``SEAL_BATCH``)
-    and return how many were sealed. Runs in the caller's transaction; the caller commits."""
+async def seal_pending(session: AsyncSession, *, max_batches: int | None = None, batch: int = SEAL_BATCH) -> int:
+    """Seal every committed, unsealed transaction (at most ``max_batches`` batches of ``batch``) and return
+    how many were sealed. A transaction :func:`quarantine.seal_refusal` refuses is held, not sealed, and
+    the others go on. Runs in the caller's transaction; the caller commits."""
     seq, prev_hash = await lock_chain_head(session)
     store = await _store(session)
     sealed = 0
     batches = 0
     now = utcnow()
     while max_batches is None or batches < max_batches:
-        rows, legs = await store.unsealed(SEAL_BATCH)
+        rows, legs = await store.unsealed(batch)
         if not rows:
             break
         batches += 1
-        ids = [r.id for r in rows]
-        seqs: list[int] = []
-        prevs: list[str] = []
-        hashes: list[str] = []
-        deltas: dict[tuple[str, str], int] = defaultdict(int)
-        owners: dict[str, str | None] = {}
+        balances = await store.balances([(leg.account, leg.currency) for r in rows for leg in legs.get(r.id, [])])
+        chained: list[tuple[str, int, str, str]] = []
+        held: list[tuple[str, str, str]] = []
+        before = dict(balances)
         for r in rows:
-            seq += 1
             tx_postings = legs.get(r.id, [])
-            digest = transaction_hash(
-                seq=seq,
-                prev_hash=prev_hash,
-                id=r.id,
-                idempotency_scope=r.idempotency_scope,
-                idempotency_key=r.idempotency_key,
-                brand_id=r.brand_id,
-                kind=r.kind,
-                occurred_at=r.occurred_at,
-                posted_at=r.posted_at,
-                period=r.period,
-                reference=r.reference,
-                sealed_at=now,
-                postings=tx_postings,
-            )
-            seqs.append(seq)
-            prevs.append(prev_hash)
-            hashes.append(digest)
+            refusal = quarantine.seal_refusal(tx_postings, balances)
+            if refusal is not None:
+                held.append((r.id, r.period, refusal))
+                continue
+            seq += 1
+            digest = _hash(r, seq, prev_hash, now, tx_postings)
+            chained.append((r.id, seq, prev_hash, digest))
             prev_hash = digest
             for leg in tx_postings:
-                deltas[(leg.account, leg.currency)] += leg.amount
-                owners[leg.account] = leg.brand_id
-        await store.mark_sealed(ids, seqs, prevs, hashes, now)
+                balances[(leg.account, leg.currency)] = balances.get((leg.account, leg.currency), 0) + leg.amount
+        await quarantine.hold(session, held)
+        if chained:
+            ids, seqs, prevs, hashes = (list(column) for column in zip(*chained, strict=True))
+            await store.mark_sealed(ids, seqs, prevs, hashes, now)
+        owners = {leg.account: leg.brand_id for r in rows for leg in legs.get(r.id, [])}
         changed = [
-            (account, currency, owners[account], delta)
-            for (account, currency), delta in sorted(deltas.items())
-            if delta
+            (account, currency, owners[account], balance - before.get((account, currency), 0))
+            for (account, currency), balance in sorted(balances.items())
+            if balance != before.get((account, currency), 0)
         ]
         if changed:
             await store.add_to_balances(changed)
-        sealed += len(rows)
-        if len(rows) < SEAL_BATCH:
+        sealed += len(chained)
+        if len(rows) < batch:
             break
     if sealed:
         head = _table(LedgerChainHead)
@@ -259,23 +273,85 @@ async def seal_pending(session: AsyncSession, *, max_batches: int | None = None)
     return sealed
 
 
+def _hash(r: _Pending, seq: int, prev_hash: str, now: datetime, postings: list[ChainPosting]) -> str:
+    return transaction_hash(
+        seq=seq,
+        prev_hash=prev_hash,
+        id=r.id,
+        idempotency_scope=r.idempotency_scope,
+        idempotency_key=r.idempotency_key,
+        brand_id=r.brand_id,
+        kind=r.kind,
+        occurred_at=r.occurred_at,
+        posted_at=r.posted_at,
+        period=r.period,
+        reference=r.reference,
+        sealed_at=now,
+        postings=postings,
+    )
+
+
 async def run_sealer(factory: async_sessionmaker[AsyncSession], interval: float = SEAL_INTERVAL) -> None:
-    """Seal forever: every ``interval`` seconds, immediately again while a full round found more."""
+    """Seal forever: every ``interval`` seconds, immediately again while a full round found more.
+
+    A round that fails for another reason than an outage is retried one transaction at a time; the
+    transaction that fails on its own is held in the quarantine (`alliance.ledger.quarantine`), so the
+    others keep sealing. Every ``GAUGE_SECONDS`` the held count is read for the metric.
+    """
     failures = 0
+    batch = SEAL_BATCH
+    gauge_due = 0.0
+    loop = asyncio.get_running_loop()
     while True:
         busy = False
         try:
             async with factory() as session, session.begin():
                 if await has_pending(session):  # idle: no write, no lock, no WAL traffic
-                    busy = await seal_pending(session, max_batches=10) >= 10 * SEAL_BATCH
+                    sealed = await seal_pending(session, max_batches=10 if batch > 1 else 1, batch=batch)
+                    busy = sealed >= 10 * SEAL_BATCH or batch == 1
+                elif batch == 1:
+                    batch = SEAL_BATCH  # the probe found nothing left to seal
+                if loop.time() >= gauge_due:
+                    gauge_due = loop.time() + GAUGE_SECONDS
+                    await quarantine.held_count(session)
             failures = 0
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception as exc:
+            if not database_unavailable(exc) and batch == 1:  # this very transaction fails on its own
+                await _hold_oldest(factory, exc)
+                batch = SEAL_BATCH
+                continue
+            if not database_unavailable(exc):
+                batch = 1  # find the transaction that fails: seal one at a time
+                continue
             failures += 1
             if failures == 1 or failures % 100 == 0:
                 log.exception("ledger sealer failed (%d in a row); retrying", failures)
         await asyncio.sleep(0 if busy else interval * min(failures + 1, 25))
+
+
+GAUGE_SECONDS = 10.0
+
+
+async def _hold_oldest(factory: async_sessionmaker[AsyncSession], exc: Exception) -> None:
+    """Hold the oldest sealable transaction: sealing it alone just failed with ``exc``."""
+    reason = f"sealing failed in the database: {type(exc).__name__}: {exc}"
+    t = _table(LedgerTransaction)
+    try:
+        async with factory() as session, session.begin():
+            row = (
+                await session.execute(
+                    select(t.c.id, t.c.period)
+                    .where(t.c.seq.is_(None), quarantine.not_held(t.c.id))
+                    .order_by(t.c.posted_at, t.c.id)
+                    .limit(1)
+                )
+            ).first()
+            if row is not None:
+                await quarantine.hold(session, [(row.id, row.period, reason)])
+    except Exception:  # an outage meanwhile: the next round finds the failure again
+        log.exception("ledger sealer could not quarantine a failing transaction; retrying")
 
 
 @asynccontextmanager

@@ -20,8 +20,10 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 import contracts
+from alliance.core.database import database_unavailable
 from alliance.db.base import utcnow
 from alliance.db.models import LedgerAccount, LedgerChainHead, LedgerPosting, LedgerTransaction
+from alliance.ledger import quarantine
 from alliance.ledger.chain import GENESIS_HASH, ChainPosting, transaction_hash
 from alliance.ledger.schemas import VerifyProblem, VerifyReport
 from alliance.ledger.sealer import lock_chain_head, seal_pending
@@ -199,6 +201,19 @@ async def _check_balances(session: AsyncSession, sums: dict[tuple[str, str], int
                 )
 
 
+async def _seal_first(session: AsyncSession) -> tuple[int, VerifyProblem | None]:
+    """Seal what is pending, in a savepoint: a failure is reported as the problem, never raised (an
+    outage still is: there is nothing to verify against)."""
+    try:
+        async with session.begin_nested():
+            return await seal_pending(session), None
+    except Exception as exc:
+        if database_unavailable(exc):
+            raise
+        reason = f"sealing the pending transactions failed: {type(exc).__name__}: {str(exc)[:300]}"
+        return 0, VerifyProblem(reason=reason)
+
+
 async def verify_ledger(
     session: AsyncSession, *, seal: bool = True, progress: Callable[[int], None] | None = None
 ) -> VerifyReport:
@@ -212,15 +227,14 @@ async def verify_ledger(
     ``progress``, if given, is called with the number of sealed transactions checked so far, before each
     chunk of the chain walk (the console shows it while a long verification runs).
     """
-    sealed_now = await seal_pending(session) if seal else 0
-    if not seal:
+    sealed_now, problem = await _seal_first(session) if seal else (0, None)
+    if not seal or problem is not None:
         await lock_chain_head(session)
     head = await session.get(LedgerChainHead, 1, populate_existing=True)
     head_seq, head_hash = (head.seq, head.hash) if head is not None else (0, GENESIS_HASH)
     sums: dict[tuple[str, str], int] = defaultdict(int)
     transactions = 0
     pending = 0
-    problem: VerifyProblem | None = None
     try:
         last_seq, last_hash, last_id = await _check_chain(session, sums, progress)
         transactions = last_seq
@@ -237,12 +251,15 @@ async def verify_ledger(
         await _check_orphans(session)
         await _check_balances(session, sums)
     except _Failed as failed:
-        problem = failed.problem
+        problem = problem or failed.problem
     if problem is None:
         count = await session.scalar(select(func.count()).select_from(LedgerTransaction))
         if int(count or 0) != transactions + pending:  # pragma: no cover - defensive: rows outside both sets
             problem = VerifyProblem(reason=f"{count} transactions stored, {transactions + pending} accounted for")
+    held = await quarantine.list_quarantine(session, "held")
     return VerifyReport(
+        quarantined=len(held),
+        quarantined_ids=[row.transaction_id for row in held[:20]],
         ok=problem is None,
         transactions=transactions,
         pending=pending,

@@ -21,6 +21,7 @@ from alliance.db.models.ledger import (
     LedgerChainHead,
     LedgerPeriod,
     LedgerPosting,
+    LedgerQuarantine,
     LedgerTransaction,
 )
 from alliance.db.models.matches import MatchJob, MatchTaskRow, PsiBudget
@@ -55,6 +56,7 @@ __all__ = [
     "LedgerChainHead",
     "LedgerPeriod",
     "LedgerPosting",
+    "LedgerQuarantine",
     "LedgerTransaction",
     "MatchJob",
     "MatchTaskRow",

@@ -16,7 +16,14 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from alliance.db.base import Base, UTCDateTime, utcnow
 
-__all__ = ["LedgerAccount", "LedgerChainHead", "LedgerPeriod", "LedgerPosting", "LedgerTransaction"]
+__all__ = [
+    "LedgerAccount",
+    "LedgerChainHead",
+    "LedgerPeriod",
+    "LedgerPosting",
+    "LedgerQuarantine",
+    "LedgerTransaction",
+]
 
 
 class LedgerTransaction(Base):
@@ -124,3 +131,24 @@ class LedgerPeriod(Base):
     next_period: Mapped[str] = mapped_column(String(7))
     closed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     closed_by: Mapped[str | None] = mapped_column(String(100))
+
+
+class LedgerQuarantine(Base):
+    """A committed transaction the sealer could not seal, held out of the chain for an operator.
+
+    One bad transaction must not stop sealing for every brand (a balance pushed past its bound, or a
+    database error sealing it): the sealer records it here and seals the others. ``status`` is ``held``
+    until an operator resolves it: ``released`` (the sealer tries it again) or ``excluded`` (it stays
+    recorded, never sealed, and counts in no balance or statement). ``alliance ledger quarantine``.
+    """
+
+    __tablename__ = "ledger_quarantine"
+    __table_args__ = (Index("ix_ledger_quarantine_status", "status"),)
+
+    transaction_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    period: Mapped[str] = mapped_column(String(7))
+    reason: Mapped[str] = mapped_column(String(500))
+    status: Mapped[str] = mapped_column(String(16), default="held")
+    quarantined_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    resolved_by: Mapped[str | None] = mapped_column(String(100))
