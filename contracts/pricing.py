@@ -53,6 +53,7 @@ from typing import Literal, TypeAlias
 
 import msgspec
 
+from contracts.bounds import MAX_AMOUNT
 from contracts.currencies import validate_currency
 from contracts.errors import (
     CurrencyMismatch,
@@ -66,7 +67,6 @@ from contracts.errors import (
 )
 from contracts.terms import (
     BASIS_POINTS_PER_UNIT,
-    MAX_MINOR_UNITS,
     CommissionRule,
     ContractTerms,
     FixedCommission,
@@ -324,8 +324,8 @@ def _require_amount(value: object, name: str) -> int:
         raise InvalidEvent(f"{name} must be an integer of minor units, got {type(value).__name__} {value!r}")
     if value < 0:
         raise InvalidEvent(f"{name} must not be negative, got {value}")
-    if value > MAX_MINOR_UNITS:
-        raise InvalidEvent(f"{name} must be at most {MAX_MINOR_UNITS}, got {value}")
+    if value > MAX_AMOUNT:
+        raise InvalidEvent(f"{name} must be at most {MAX_AMOUNT} (contracts.bounds), got {value}")
     return value
 
 

@@ -26,6 +26,7 @@ from typing import Annotated, TypeAlias, TypeGuard
 
 import msgspec
 
+from contracts.bounds import MAX_AMOUNT
 from contracts.currencies import ISO_4217_MINOR_UNITS
 from contracts.errors import InvalidTerms, InvalidVersion, NoContractInForce, NotAParty
 
@@ -277,7 +278,7 @@ def _check_party(problems: list[tuple[str, str]], path: str, brand: object, part
 
 def _check_commission(problems: list[tuple[str, str]], path: str, rule: object) -> None:
     if isinstance(rule, FixedCommission):
-        _check_int(problems, f"{path}.amount", rule.amount, minimum=0, maximum=MAX_MINOR_UNITS, what="amount")
+        _check_int(problems, f"{path}.amount", rule.amount, minimum=0, maximum=MAX_AMOUNT, what="amount")
     elif isinstance(rule, RateCommission):
         _check_int(
             problems,
@@ -293,7 +294,7 @@ def _check_commission(problems: list[tuple[str, str]], path: str, rule: object) 
     for cap_name in ("per_event_cap", "monthly_cap"):
         cap = getattr(rule, cap_name)
         if cap is not None:
-            _check_int(problems, f"{path}.{cap_name}", cap, minimum=0, maximum=MAX_MINOR_UNITS, what="cap")
+            _check_int(problems, f"{path}.{cap_name}", cap, minimum=0, maximum=MAX_AMOUNT, what="cap")
 
 
 def _check_funding(problems: list[tuple[str, str]], funding: object, parties: Sequence[object]) -> None:

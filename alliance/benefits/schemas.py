@@ -11,6 +11,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from contracts.bounds import MAX_AMOUNT
+
 __all__ = [
     "CHANNELS",
     "MAX_AMOUNT",
@@ -28,8 +30,6 @@ __all__ = [
     "ReversalOut",
 ]
 
-MAX_AMOUNT = 10**15
-"""Largest amount accepted anywhere in minor units (10 trillion yuan in fen); fits a BIGINT with room."""
 MAX_BATCH = 5_000
 
 Channel = Literal["store", "online", "mini_program"]

@@ -7,7 +7,8 @@ from typing import Annotated, TypeAlias
 
 import msgspec
 
-from contracts import MAX_MINOR_UNITS, UtcDateTime
+from contracts import UtcDateTime
+from contracts.bounds import MAX_AMOUNT
 
 __all__ = [
     "AccountBalance",
@@ -26,7 +27,7 @@ __all__ = [
 ReferenceValue: TypeAlias = str | int | bool | None
 """Values allowed in a transaction's ``reference``: no floats, so its hash is exact."""
 
-Amount = Annotated[int, msgspec.Meta(ge=-MAX_MINOR_UNITS, le=MAX_MINOR_UNITS)]
+Amount = Annotated[int, msgspec.Meta(ge=-MAX_AMOUNT, le=MAX_AMOUNT)]
 
 
 class PostingIn(msgspec.Struct, forbid_unknown_fields=True):

@@ -50,6 +50,7 @@ from contracts import (
     price_reversal,
     receivable_account,
 )
+from contracts.bounds import MAX_AMOUNT
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 AT = datetime(2026, 3, 15, 10, 30, tzinfo=UTC)
@@ -370,7 +371,7 @@ def test_invalid_reversals(overrides: dict[str, Any], message: str) -> None:
 
 # --- properties --------------------------------------------------------------------------------------
 
-MAX = 2**62
+MAX = MAX_AMOUNT  # every amount that can enter (contracts.bounds)
 amounts = st.integers(0, MAX)
 caps = st.none() | st.integers(0, MAX)
 PROPERTY = settings(max_examples=150, deadline=None)

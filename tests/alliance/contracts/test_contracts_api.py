@@ -297,6 +297,13 @@ BAD_PROPOSALS: list[tuple[Any, int, str]] = [
     (lambda b, a, c: {**b, "referral": {"kind": "fixed", "amount": "1000"}}, 400, "invalid-request"),
     (lambda b, a, c: {**b, "referral": {"kind": "fixed", "amount": 1000.0}}, 400, "invalid-request"),
     (lambda b, a, c: {**b, "referral": {"kind": "fixed", "amount": 2**63}}, 422, "invalid-terms"),
+    (lambda b, a, c: {**b, "referral": {"kind": "fixed", "amount": 2**63 - 1}}, 422, "invalid-terms"),
+    (lambda b, a, c: {**b, "referral": {"kind": "fixed", "amount": 10**12 + 1}}, 422, "invalid-terms"),
+    (
+        lambda b, a, c: {**b, "referral": {"kind": "rate", "rate_bp": 100, "monthly_cap": 10**12 + 1}},
+        422,
+        "invalid-terms",
+    ),
     (lambda b, a, c: {**b, "referral": {"kind": "fixed", "amount": -1}}, 422, "invalid-terms"),
     (lambda b, a, c: {**b, "effective_from": "2026-01-01T00:00:00"}, 400, "invalid-request"),
     (lambda b, a, c: {**b, "surprise": True}, 400, "invalid-request"),
