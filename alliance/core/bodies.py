@@ -56,8 +56,11 @@ class StrictBody(AbstractDTO[T]):
     __slots__ = ()
 
     def decode_bytes(self, value: bytes) -> Any:
-        if value.strip() == b"null":
-            return None
+        if (
+            value.strip() == b"null"
+            and self.asgi_connection.route_handler.parsed_fn_signature.parameters["data"].is_optional
+        ):
+            return None  # as an empty body: the handler's default
         return decode_strict(value, self.model_type)
 
     def decode_builtins(self, value: dict[str, Any]) -> Any:
