@@ -19,6 +19,7 @@ from alliance.console.rendering import render, translator
 from alliance.core.deps import Db
 from alliance.db.base import utcnow
 from alliance.db.models import ApiKey, AuditEntry, Brand
+from alliance.ledger import quarantine
 
 __all__ = ["DASHBOARD_CARDS", "DashboardPages", "StatCard"]
 
@@ -92,4 +93,5 @@ class DashboardPages(Controller):
             ),
             recent=recent.entries,
             brands=brands,
+            quarantined=await quarantine.held_count(db),
         )

@@ -32,6 +32,7 @@ from alliance.core.audit import AuditContext, record_audit
 from alliance.core.database import session_factory
 from alliance.core.deps import Audit, Db
 from alliance.db.models import AuditEntry, LedgerAccount, LedgerChainHead, LedgerPosting, LedgerTransaction
+from alliance.ledger import quarantine
 from alliance.ledger import service as ledger
 from alliance.ledger.schemas import VerifyReport
 from alliance.ledger.verify import verify_ledger
@@ -194,6 +195,7 @@ class ChainStatus:
     sealed_at: datetime | None
     unsealed: int
     last: LastVerification | None
+    quarantined: int = 0
 
 
 async def chain_status(session: AsyncSession) -> ChainStatus:
@@ -228,6 +230,7 @@ async def chain_status(session: AsyncSession) -> ChainStatus:
         sealed_at=head.sealed_at if head else None,
         unsealed=unsealed,
         last=last,
+        quarantined=await quarantine.held_count(session),
     )
 
 

@@ -7,6 +7,8 @@ import asyncio
 from datetime import timedelta
 
 import pytest
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -18,6 +20,7 @@ from alliance.ledger import quarantine
 from alliance.ledger.chain import ChainPosting
 from alliance.ledger.sealer import run_sealer
 from contracts.bounds import MAX_AMOUNT, MAX_TOTAL
+from tests.alliance.console.console_helpers import ADMIN_PASSWORD, add_user, sign_in
 from tests.alliance.ledger.support import WHEN, post, seal, verify
 from tests.conftest import Database
 from tests.helpers import BrandHandle
@@ -63,6 +66,7 @@ async def _write_legacy_transaction(session: AsyncSession, tx_id: str, brand_id:
 
 
 async def test_an_overflowing_transaction_is_held_and_everyone_else_keeps_sealing(
+    client: AsyncTestClient[Litestar],
     sessions: async_sessionmaker[AsyncSession],
     database: Database,
     brand_a: BrandHandle,
@@ -92,6 +96,13 @@ async def test_an_overflowing_transaction_is_held_and_everyone_else_keeps_sealin
     assert report.ok and report.problem is None, report.problem
     assert report.transactions == 2 and report.quarantined == 2
     assert sorted(report.quarantined_ids) == ["ltx_legacy1", "ltx_legacy2"]
+
+    # The console shows the operator a banner on the dashboard and the ledger page.
+    client.follow_redirects = False
+    await sign_in(client, await add_user(sessions, "ops", ADMIN_PASSWORD, "admin"))
+    for page in ("/console/", "/console/ledger"):
+        html = (await client.get(page)).text
+        assert 'data-testid="quarantine-banner"' in html and "2 ledger transaction(s) could not be sealed" in html
 
     monkeypatch.setenv("ALLIANCE_DATABASE_URL", database.url)
     assert await asyncio.to_thread(alliance_cli, ["ledger", "verify"]) == 0
