@@ -1,5 +1,6 @@
 """Hostile input against every operation of the OpenAPI document, on both backends: no request may get a
-5xx, every refusal is a problem+json 4xx, and the exchange still answers /health afterwards.
+5xx, every refusal is a problem+json 4xx, SQLite and PostgreSQL give the same answer (status and problem
+type) to the same request, and the exchange still answers /health afterwards.
 
 Schemathesis generates valid-looking requests; these are the ones it did not: nesting a thousand levels
 deep, bodies over the size limit, integers at and past the int64 edges and the money bound, floats where
@@ -11,7 +12,10 @@ tests/alliance/test_isolation.py.) Each operation gets the same fixed list, so t
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -19,8 +23,13 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
+from alliance.app import create_app
+from alliance.core.settings import Settings
+from alliance.db.migrate import migrate
+from alliance.db.session import create_engine, create_session_factory
+from tests.conftest import Database, drop_pg_database, fresh_database, selected_backends
 from tests.fuzz.test_openapi_fuzz import DOCUMENT
-from tests.helpers import BrandHandle
+from tests.helpers import make_admin_key, make_brand
 
 SCHEMAS: dict[str, Any] = DOCUMENT["components"]["schemas"]
 INTEGER_EDGES: list[Any] = [2**63, 2**63 - 1, -(2**63) - 1, 10**12 + 1, 10**30, 1.5, 1e308, "1", True]
@@ -110,51 +119,103 @@ def _operations() -> Iterator[tuple[str, str, dict[str, Any]]]:
                 yield method.upper(), path, operation
 
 
-def _headers(path: str, brand: BrandHandle, admin: dict[str, str]) -> dict[str, str]:
-    if path.startswith("/v1/"):
-        return dict(brand.headers)
-    return dict(admin) if path.startswith("/admin/v1/") else {}
+@dataclass
+class Target:
+    """One backend's exchange, with a brand key and an operator key of its own."""
+
+    backend: str
+    client: AsyncTestClient[Litestar]
+    brand: dict[str, str]
+    admin: dict[str, str]
+
+    def headers(self, path: str) -> dict[str, str]:
+        if path.startswith("/v1/"):
+            return dict(self.brand)
+        return dict(self.admin) if path.startswith("/admin/v1/") else {}
+
+
+@pytest.fixture(scope="module")
+def targets(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Database]]:
+    """A fresh, migrated database per selected backend (the module's own: these tests compare backends)."""
+    databases = []
+    for backend in selected_backends(request.config):
+        database = fresh_database(backend, tmp_path_factory.mktemp(f"hostile-{backend}"))
+        migrate(database.url)
+        databases.append(database)
+    yield databases
+    for database in databases:
+        if database.backend == "postgresql":
+            drop_pg_database(database.url)
+
+
+@asynccontextmanager
+async def _exchanges(databases: list[Database]) -> AsyncIterator[list[Target]]:
+    async with AsyncExitStack() as stack:
+        found = []
+        for database in databases:
+            engine = create_engine(database.url)
+            stack.push_async_callback(engine.dispose)
+            sessions = create_session_factory(engine)
+            brand = await make_brand(sessions, f"Hostile {secrets.token_hex(3)}", "misc")
+            admin = await make_admin_key(sessions)
+            app = create_app(Settings(database_url=database.url, auto_migrate=False), configure_logs=False)
+            client = await stack.enter_async_context(AsyncTestClient(app=app))
+            found.append(Target(database.backend, client, dict(brand.headers), admin))
+        yield found
 
 
 def _url(path: str, value: str = "hostile") -> str:
     return re.sub(r"\{[^}]+\}", value, path)
 
 
-def _assert_refused_cleanly(response: Any, what: str) -> None:
-    assert response.status_code < 500, f"{what}: {response.status_code} {response.text[:300]}"
-    if response.status_code >= 400:
-        assert response.headers["content-type"].startswith("application/problem+json"), what
-        assert msgspec.json.decode(response.content)["type"].startswith("urn:bax:problem:"), what
+async def _send_everywhere(targets: list[Target], method: str, path: str, url: str, what: str, **kw: Any) -> None:
+    """Send one request to every backend: each answer is a clean refusal or a success, and all agree."""
+    answers = []
+    extra = kw.pop("headers", {})
+    for target in targets:
+        response = await target.client.request(method, url, headers={**target.headers(path), **extra}, **kw)
+        assert response.status_code < 500, f"{target.backend}: {what}: {response.status_code} {response.text[:300]}"
+        kind = None
+        if response.status_code >= 400:
+            assert response.headers["content-type"].startswith("application/problem+json"), what
+            kind = msgspec.json.decode(response.content)["type"]
+            assert kind.startswith("urn:bax:problem:"), what
+        answers.append((response.status_code, kind))
+    assert len(set(answers)) == 1, (
+        f"{what}: the backends answer differently: {dict(zip([t.backend for t in targets], answers, strict=True))}"
+    )
 
 
-async def test_hostile_bodies_get_4xx_problems_never_5xx(
-    client: AsyncTestClient[Litestar], brand_a: BrandHandle, admin_headers: dict[str, str]
-) -> None:
+async def test_hostile_bodies_get_the_same_4xx_problems_on_every_backend(targets: list[Database]) -> None:
     sent = 0
-    for method, path, operation in _operations():
-        body = operation.get("requestBody")
-        if body is None or "application/json" not in body["content"]:
-            continue
-        base = _sample(body["content"]["application/json"]["schema"])
-        for what, raw, content_type in _hostile_bodies(base):
-            headers = {**_headers(path, brand_a, admin_headers), "content-type": content_type}
-            headers["Idempotency-Key"] = f"hostile-{sent}"
-            response = await client.request(method, _url(path), content=raw, headers=headers)
-            _assert_refused_cleanly(response, f"{method} {path} with {what}")
-            sent += 1
+    async with _exchanges(targets) as exchanges:
+        for method, path, operation in _operations():
+            body = operation.get("requestBody")
+            if body is None or "application/json" not in body["content"]:
+                continue
+            base = _sample(body["content"]["application/json"]["schema"])
+            for what, raw, content_type in _hostile_bodies(base):
+                headers = {"content-type": content_type, "Idempotency-Key": f"hostile-{sent}"}
+                await _send_everywhere(
+                    exchanges, method, path, _url(path), f"{method} {path} with {what}", content=raw, headers=headers
+                )
+                sent += 1
+        for target in exchanges:
+            assert (await target.client.get("/health")).status_code == 200
     assert sent > 600  # every JSON operation got the whole list
-    assert (await client.get("/health")).status_code == 200
 
 
 @pytest.mark.parametrize("edge", PARAM_EDGES)
-async def test_hostile_path_and_query_values_get_4xx_problems_never_5xx(
-    client: AsyncTestClient[Litestar], brand_a: BrandHandle, admin_headers: dict[str, str], edge: str
+async def test_hostile_path_and_query_values_get_the_same_4xx_problems_on_every_backend(
+    targets: list[Database], edge: str
 ) -> None:
-    for method, path, operation in _operations():
-        headers = _headers(path, brand_a, admin_headers)
-        query = "&".join(f"{p['name']}={edge}" for p in operation.get("parameters", []) if p["in"] == "query")
-        url = _url(path, edge) + (f"?{query}" if query else "")
-        body = b"{}" if method in ("POST", "PUT") else None
-        response = await client.request(method, url, content=body, headers={**headers, "Idempotency-Key": "k"})
-        _assert_refused_cleanly(response, f"{method} {url[:120]}")
-    assert (await client.get("/health")).status_code == 200
+    async with _exchanges(targets) as exchanges:
+        for method, path, operation in _operations():
+            query = "&".join(f"{p['name']}={edge}" for p in operation.get("parameters", []) if p["in"] == "query")
+            url = _url(path, edge) + (f"?{query}" if query else "")
+            body = b"{}" if method in ("POST", "PUT") else None
+            await _send_everywhere(
+                exchanges, method, path, url, f"{method} {url[:120]}", content=body, headers={"Idempotency-Key": "k"}
+            )
+        for target in exchanges:
+            assert (await target.client.get("/health")).status_code == 200
