@@ -23,6 +23,7 @@ from contracts.errors import (
     PricingError,
     SignatureInvalid,
     UnknownCurrency,
+    VersionRejected,
 )
 from contracts.pricing import (
     CLEARING_ACCOUNT,
@@ -78,14 +79,12 @@ from contracts.terms import (
     PsiTerms,
     RateCommission,
     UtcDateTime,
-    decode_terms,
     is_valid_id,
     party_pair,
     require_utc,
-    validate_new_version,
-    validate_terms,
-    version_in_force,
 )
+from contracts.validation import decode_terms, validate_terms
+from contracts.versions import validate_new_version, version_in_force
 
 __all__ = [
     "ANY_BENEFIT",
@@ -134,6 +133,7 @@ __all__ = [
     "SignedContract",
     "UnknownCurrency",
     "UtcDateTime",
+    "VersionRejected",
     "balances",
     "canonical_bytes",
     "commission_amount",

@@ -27,6 +27,7 @@ __all__ = [
     "PricingError",
     "SignatureInvalid",
     "UnknownCurrency",
+    "VersionRejected",
 ]
 
 
@@ -63,6 +64,17 @@ class NoContractInForce(ContractError, LookupError):
     def __init__(self, at: datetime, reason: str) -> None:
         self.at = at
         super().__init__(f"no contract version in force at {at.isoformat()}: {reason}")
+
+
+class VersionRejected(NoContractInForce):
+    """The version that would govern the instant was rejected by the alliance: nothing governs it (an
+    earlier version does not come back, its period ended when the parties agreed to replace it)."""
+
+    version: int
+
+    def __init__(self, at: datetime, version: int) -> None:
+        self.version = version
+        super().__init__(at, f"version {version} was rejected by the alliance")
 
 
 class SignatureInvalid(ContractError):

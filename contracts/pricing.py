@@ -1,7 +1,7 @@
 """Pricing: an event plus the contract version in force at its time -> balanced ledger postings.
 
 Pure functions, no I/O. The caller (the ledger service) looks up the version with
-`contracts.terms.version_in_force`, passes the month-to-date commission already charged, books the
+`contracts.versions.version_in_force`, passes the month-to-date commission already charged, books the
 returned postings as one transaction, and adds `PricedEvent.commission` to its month-to-date total.
 
 Obligations
@@ -73,8 +73,8 @@ from contracts.terms import (
     FundingSplit,
     RateCommission,
     UtcDateTime,
-    validate_terms,
 )
+from contracts.validation import validate_terms
 
 __all__ = [
     "CLEARING_ACCOUNT",
@@ -543,63 +543,10 @@ def price_reversal(reversal: Reversal, terms: ContractTerms) -> PricedEvent:
     the reversal precedes its original, or `original_commission` is more than the contract allows.
     """
     original = reversal.original
-    split: FundingSplit | None = None
-    rule: CommissionRule
-    if isinstance(original, CouponRedemption):
-        split = _coupon_split(original, terms)
-        rule = terms.coupon_commission
-    elif isinstance(original, ReferralConversion):
-        _check_referral(original, terms)
-        rule = terms.referral
-    else:
-        raise InvalidReversal(f"cannot reverse a {type(original).__name__}; only coupon redemptions and conversions")
-
-    _require_event_id(reversal.event_id)
-    if reversal.event_id == original.event_id:
-        raise InvalidReversal("a reversal needs its own event_id, distinct from the original's")
-    occurred_at = _require_event_time(reversal.occurred_at, "occurred_at")
-    if occurred_at < original.occurred_at:
-        raise InvalidReversal(
-            f"reversal at {occurred_at.isoformat()} precedes its original at {original.occurred_at.isoformat()}"
-        )
-    original_commission = _require_amount(reversal.original_commission, "original_commission")
-    allowed = commission_amount(rule, original.order_amount, 0)
-    if original_commission > allowed:
-        raise InvalidReversal(
-            f"original_commission {original_commission} exceeds the {allowed} the contract allows for the original"
-        )
-
-    base = original.order_amount
-    already = _require_amount(reversal.already_refunded, "already_refunded")
-    if already > base:
-        raise InvalidReversal(f"already_refunded {already} exceeds the original order_amount {base}")
-    if base and already == base:
-        raise InvalidReversal(f"event {original.event_id!r} is already fully reversed")
-    if reversal.refund_amount is None:
-        target = base
-    else:
-        refund = _require_amount(reversal.refund_amount, "refund_amount")
-        if refund == 0:
-            raise InvalidReversal("refund_amount must be positive; use None for a full reversal")
-        if already + refund > base:
-            raise InvalidReversal(
-                f"refund of {refund} would reverse more than remains: {base - already} of {base} "
-                f"(already refunded {already})"
-            )
-        target = already + refund
-    # For an order of value 0 only a full reversal is possible (any positive refund exceeds it).
-    before, after, denominator = (already, target, base) if base else (0, 1, 1)
-
-    if isinstance(original, CouponRedemption):
-        assert split is not None
-        originals = _coupon_obligations(original, split, original_commission)
-        kind: CommissionKind = "coupon"
-        payer, payee = original.funding_brand, original.distributor_brand
-    else:
-        originals = _referral_obligations(original, original_commission)
-        kind = "referral"
-        payer, payee = original.receiver_brand, original.referrer_brand
-
+    rule, split = _reversal_rule(original, terms)
+    original_commission = _check_reversal(reversal, rule)
+    before, after, denominator = _refund_fraction(reversal)
+    originals, kind, payer, payee = _original_obligations(original, split, original_commission)
     obligations: list[Obligation] = []
     for obligation in originals:
         delta = _reversed_so_far(obligation.amount, after, denominator) - _reversed_so_far(
@@ -620,6 +567,72 @@ def price_reversal(reversal: Reversal, terms: ContractTerms) -> PricedEvent:
         payee=payee,
         month=month_of(original.occurred_at),
     )
+
+
+def _reversal_rule(original: object, terms: ContractTerms) -> tuple[CommissionRule, FundingSplit | None]:
+    """The commission rule that priced the original (and its funding split, for a coupon)."""
+    if isinstance(original, CouponRedemption):
+        return terms.coupon_commission, _coupon_split(original, terms)
+    if isinstance(original, ReferralConversion):
+        _check_referral(original, terms)
+        return terms.referral, None
+    raise InvalidReversal(f"cannot reverse a {type(original).__name__}; only coupon redemptions and conversions")
+
+
+def _check_reversal(reversal: Reversal, rule: CommissionRule) -> int:
+    """The reversal's own id and time, and the original's commission (within what the rule allows)."""
+    original = reversal.original
+    _require_event_id(reversal.event_id)
+    if reversal.event_id == original.event_id:
+        raise InvalidReversal("a reversal needs its own event_id, distinct from the original's")
+    occurred_at = _require_event_time(reversal.occurred_at, "occurred_at")
+    if occurred_at < original.occurred_at:
+        raise InvalidReversal(
+            f"reversal at {occurred_at.isoformat()} precedes its original at {original.occurred_at.isoformat()}"
+        )
+    original_commission = _require_amount(reversal.original_commission, "original_commission")
+    allowed = commission_amount(rule, original.order_amount, 0)
+    if original_commission > allowed:
+        raise InvalidReversal(
+            f"original_commission {original_commission} exceeds the {allowed} the contract allows for the original"
+        )
+    return original_commission
+
+
+def _refund_fraction(reversal: Reversal) -> tuple[int, int, int]:
+    """(refunded before, refunded after, order amount): the cumulative fractions reversed so far."""
+    base = reversal.original.order_amount
+    already = _require_amount(reversal.already_refunded, "already_refunded")
+    if already > base:
+        raise InvalidReversal(f"already_refunded {already} exceeds the original order_amount {base}")
+    if base and already == base:
+        raise InvalidReversal(f"event {reversal.original.event_id!r} is already fully reversed")
+    if reversal.refund_amount is None:
+        target = base
+    else:
+        refund = _require_amount(reversal.refund_amount, "refund_amount")
+        if refund == 0:
+            raise InvalidReversal("refund_amount must be positive; use None for a full reversal")
+        if already + refund > base:
+            raise InvalidReversal(
+                f"refund of {refund} would reverse more than remains: {base - already} of {base} "
+                f"(already refunded {already})"
+            )
+        target = already + refund
+    # For an order of value 0 only a full reversal is possible (any positive refund exceeds it).
+    return (already, target, base) if base else (0, 1, 1)
+
+
+def _original_obligations(
+    original: OriginalEvent, split: FundingSplit | None, original_commission: int
+) -> tuple[list[Obligation], CommissionKind, str, str]:
+    """The original's obligations rebuilt, with its commission kind, payer and payee."""
+    if isinstance(original, CouponRedemption):
+        assert split is not None
+        originals = _coupon_obligations(original, split, original_commission)
+        return originals, "coupon", original.funding_brand, original.distributor_brand
+    originals = _referral_obligations(original, original_commission)
+    return originals, "referral", original.receiver_brand, original.referrer_brand
 
 
 def price_event(event: Event, terms: ContractTerms, *, month_to_date: int = 0) -> PricedEvent:

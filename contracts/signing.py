@@ -30,7 +30,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from contracts.errors import InvalidKeyLength, InvalidSignatureLength, NotAParty, SignatureInvalid
-from contracts.terms import ContractTerms, validate_terms
+from contracts.terms import ContractTerms
+from contracts.validation import validate_terms
 
 __all__ = [
     "DOMAIN_PREFIX",

@@ -6,7 +6,7 @@ For a match job the exchange hands each agent a :class:`MatchTask` to re-blind t
 - ``cardinality``: both agents return re-blinded *shuffled* records; the exchange calls
   :func:`count_common` on ``b*(a*P)`` and ``a*(b*P)`` and reports a :class:`CardinalityResult`
   (suppressed / noised / rounded by :mod:`privacy.noise`). Nobody learns which rows overlap.
-- ``membership_to=A``: B re-blinds ``E_A`` *in order* (task kind ``reblind_ordered``), the exchange passes
+- ``membership_to:A``: B re-blinds ``E_A`` *in order* (task kind ``reblind_ordered``), the exchange passes
   it to A; A's agent re-blinds ``E_B`` itself and calls :func:`membership` locally. A learns its own
   overlapping rows; B learns the count A reports in a signed :class:`MembershipReport`.
 
@@ -25,6 +25,13 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from privacy.blind import POINT_SIZE, BytesLike, RecordLengthError
+from privacy.disclosure import (
+    CardinalityPolicy,
+    DisclosurePolicy,
+    MembershipPolicy,
+    format_disclosure_policy,
+    parse_disclosure_policy,
+)
 from privacy.normalize import IdType
 
 __all__ = [
@@ -59,6 +66,7 @@ __all__ = [
     "membership",
     "parse_disclosure_policy",
     "record_count",
+    "require_minimum_change",
     "shuffle_records",
     "sign_membership_report",
     "truncate",
@@ -73,7 +81,6 @@ MIN_MEMBER_CHANGE: Final = 50
 MatchKind = Literal["reblind_shuffled", "reblind_ordered"]
 _Count = Annotated[int, msgspec.Meta(ge=0)]
 _Epoch = Annotated[str, msgspec.Meta(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")]
-_Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 
 
 class PsiError(ValueError):
@@ -115,37 +122,6 @@ class SegmentManifest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     name: str = ""
     tags: tuple[str, ...] = ()
     protocol_version: int = PROTOCOL_VERSION
-
-
-class CardinalityPolicy(msgspec.Struct, frozen=True, tag="cardinality"):
-    """Both brands learn (only) the possibly suppressed/noised/rounded size of the overlap."""
-
-
-class MembershipPolicy(msgspec.Struct, frozen=True, tag="membership"):
-    """``to_brand`` learns which of its own rows overlap; the other brand learns the reported count."""
-
-    to_brand: _Name
-
-
-DisclosurePolicy = CardinalityPolicy | MembershipPolicy
-
-
-def parse_disclosure_policy(text: str) -> DisclosurePolicy:
-    """Parse a policy string: ``cardinality``, or ``membership_to=<brand>`` / ``membership_to:<brand>``
-    (contracts.terms writes the colon form; both spellings mean the same)."""
-    if text == "cardinality":
-        return CardinalityPolicy()
-    for prefix in ("membership_to=", "membership_to:"):
-        if text.startswith(prefix) and len(text) > len(prefix):
-            return MembershipPolicy(text[len(prefix) :])
-    raise ValueError(f"unknown disclosure policy: {text!r}")
-
-
-def format_disclosure_policy(policy: DisclosurePolicy) -> str:
-    """The contracts' spelling of a policy (``cardinality`` or ``membership_to:<brand>``)."""
-    if isinstance(policy, MembershipPolicy):
-        return f"membership_to:{policy.to_brand}"
-    return "cardinality"
 
 
 class MatchTask(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -300,7 +276,13 @@ def check_minimum_change(previous: BytesLike, current: BytesLike, minimum: int =
     Two overlap counts of segments that differ in one member reveal whether that member is in the
     other brand's set; requiring a larger change blunts this differencing attack.
     """
-    changed = members_changed(previous, current)
+    require_minimum_change(members_changed(previous, current), minimum)
+
+
+def require_minimum_change(changed: int, minimum: int = MIN_MEMBER_CHANGE) -> None:
+    """The rule of :func:`check_minimum_change` for a change counted elsewhere (the exchange counts the
+    symmetric difference of stored segments in SQL above its memory limit): ``changed`` members (the
+    size of the symmetric difference) must be at least ``minimum``."""
     if changed < minimum:
         raise InsufficientChange(f"segment changed by {changed} members; at least {minimum} are required")
 

@@ -18,8 +18,9 @@ from alliance.console.auth import CSRF_HEADER, console_settings
 from alliance.console.i18n import LANG_COOKIE, LOCALES, Translator, negotiate_locale
 from alliance.console.nav import visible_entries
 from alliance.console.service import ConsoleIdentity
+from privacy.disclosure import MembershipPolicy, parse_disclosure_policy
 
-__all__ = ["STATIC_DIR", "TEMPLATE_DIR", "form_fields", "is_htmx", "render", "translator"]
+__all__ = ["STATIC_DIR", "TEMPLATE_DIR", "disclosure_label", "form_fields", "is_htmx", "render", "translator"]
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 STATIC_DIR = Path(__file__).parent / "static"
@@ -43,6 +44,18 @@ def query_string(**params: Any) -> str:
     return "?" + urlencode(kept) if kept else ""
 
 
+def disclosure_label(t: Translator, text: str, brands: dict[str, str]) -> str:
+    """A disclosure policy in words (`privacy.disclosure` parses it): who learns membership, or that
+    only a count is released; text that is no policy is shown as it is."""
+    try:
+        policy = parse_disclosure_policy(text)
+    except ValueError:
+        return text
+    if isinstance(policy, MembershipPolicy):
+        return t("matches.mode.membership", brand=brands.get(policy.to_brand, policy.to_brand))
+    return t("matches.mode.cardinality")
+
+
 _env = Environment(
     loader=FileSystemLoader(TEMPLATE_DIR),
     autoescape=select_autoescape(["html"]),
@@ -50,7 +63,13 @@ _env = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
-_env.globals.update(static_url=static_url, query_string=query_string, locales=LOCALES, csrf_header=CSRF_HEADER)
+_env.globals.update(
+    static_url=static_url,
+    query_string=query_string,
+    locales=LOCALES,
+    csrf_header=CSRF_HEADER,
+    disclosure_label=disclosure_label,
+)
 
 
 def translator(request: Request[Any, Any, Any]) -> Translator:

@@ -33,6 +33,7 @@ from alliance.partner.keystore import AgentStore, StoreError
 from alliance.partner.progress import Bar
 from alliance.partner.psi_client import PsiApi
 from privacy.blind import POINT_SIZE, BlindingError
+from privacy.disclosure import DisclosurePolicy, MembershipPolicy, parse_disclosure_policy
 from privacy.psi import (
     MembershipReport,
     PsiError,
@@ -144,6 +145,23 @@ def sign_contract(api: PsiApi, store: AgentStore, contract_id: str, version: int
     return terms.version
 
 
+def _policy(disclosure: str) -> DisclosurePolicy | None:
+    """The disclosure policy the text names (`privacy.disclosure`), None if it names none."""
+    try:
+        return parse_disclosure_policy(disclosure)
+    except ValueError:
+        return None
+
+
+def _task_kind(policy: DisclosurePolicy | None, brand_id: str, counterparty: str) -> str | None:
+    """The task the policy gives this brand's agent in a match with ``counterparty`` (None: none)."""
+    if policy is None:
+        return None
+    if not isinstance(policy, MembershipPolicy):
+        return "reblind_shuffled"
+    return {counterparty: "reblind_ordered", brand_id: "intersect"}.get(policy.to_brand)
+
+
 class Agent:
     """One brand's agent. ``executor`` (a process pool from ``privacy.blind.new_process_pool``) spreads
     the X25519 work over cores; without it everything runs in this process."""
@@ -228,12 +246,8 @@ class Agent:
                 raise TaskRefused(f"the task's {key} does not agree with the match")
         disclosure = match["disclosure"]
         counterparty = match["counterparty_brand"]
-        expected = {
-            "cardinality": "reblind_shuffled",
-            f"membership_to:{counterparty}": "reblind_ordered",
-            f"membership_to:{self.brand_id}": "intersect",
-        }.get(disclosure)
-        if expected != task["kind"]:
+        policy = _policy(disclosure)
+        if _task_kind(policy, self.brand_id, counterparty) != task["kind"]:
             raise TaskRefused(f"a {task['kind']} task does not fit the disclosure policy {disclosure!r}")
         if match["contract_id"] is None or match["contract_version"] is None:
             raise TaskRefused("the match names no contract")
@@ -242,7 +256,7 @@ class Agent:
             raise TaskRefused(f"this agent did not sign contract {match['contract_id']} v{match['contract_version']}")
         if not terms.is_party(counterparty) or not terms.is_party(self.brand_id):
             raise TaskRefused("the signed contract is not between these two brands")
-        if terms.psi is None or terms.psi.disclosure.replace("=", ":") != disclosure:
+        if terms.psi is None or policy is None or _policy(terms.psi.disclosure) != policy:
             raise TaskRefused("the signed contract does not allow this disclosure policy")
         try:
             own = self.store.segment(task["segment_id"])
@@ -351,7 +365,7 @@ class Agent:
             if match["state"] not in _TERMINAL:
                 time.sleep(poll_seconds)
         outcome = MatchOutcome(match)
-        if match["state"] == "done" and match["disclosure"] == f"membership_to:{self.brand_id}":
+        if match["state"] == "done" and _policy(match["disclosure"]) == MembershipPolicy(self.brand_id):
             path = self.store.home / "results" / f"{match['id']}.members"
             outcome.members = path.read_text().splitlines() if path.exists() else []
             outcome.members_file = path

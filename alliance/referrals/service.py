@@ -10,21 +10,22 @@ posts one ledger transaction.
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, timedelta
+from datetime import timedelta
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-import contracts
 from alliance.benefits import booking
+from alliance.contracts import service as contract_service
 from alliance.core import idempotency
 from alliance.core.audit import AuditContext, record_audit
 from alliance.core.ids import new_id
 from alliance.core.problems import Problem
 from alliance.db.base import utcnow
 from alliance.db.models import Brand, Conversion, ExchangeSigningKey, Referral
+from alliance.referrals import conversion_rules as rules
 from alliance.referrals import tokens
 from alliance.referrals.schemas import ConversionCreate, ConversionOut, ReferralCreate, ReferralOut, SigningKeyOut
 from alliance.webhooks import service as webhooks
@@ -119,7 +120,7 @@ async def create_referral(
     if receiver is None or receiver.status != "active":
         raise Problem(404, "brand-not-found", f"{data.receiver_brand_id!r} is not an active brand of the alliance")
     now = utcnow().replace(microsecond=0)
-    terms = await booking.terms_in_force(session, referrer_id, data.receiver_brand_id, now)
+    terms = await contract_service.terms_in_force(session, referrer_id, data.receiver_brand_id, now)
     lifetime = terms.attribution_window_seconds
     if data.ttl_seconds is not None:
         lifetime = min(lifetime, data.ttl_seconds)
@@ -178,25 +179,38 @@ async def get_conversion(session: AsyncSession, caller_id: str, conversion_id: s
     return conversion_out(conversion)
 
 
-async def _verified_referral(session: AsyncSession, caller_id: str, token: str) -> Referral:
-    not_found = Problem(404, "referral-not-found", "no such referral token for this brand")
+async def _token_snapshot(session: AsyncSession, caller_id: str, token: str) -> rules.TokenSnapshot:
+    """The token decoded (not trusted) with the key and the referral it names."""
     try:
         payload, body, signature = tokens.decode_unverified(token)
     except tokens.InvalidToken as exc:
-        raise Problem(400, "malformed-referral-token", str(exc)) from None
-    if payload.to != caller_id:
-        raise not_found
-    key = await session.get(ExchangeSigningKey, payload.kid)
-    if key is None:
-        raise not_found
-    try:
-        tokens.verify_token(Ed25519PublicKey.from_public_bytes(key.public_key), body, signature)
-    except tokens.InvalidToken:
-        raise Problem(400, "invalid-referral-token", "the token's signature does not verify") from None
-    referral = await session.get(Referral, payload.rid)
-    if referral is None or referral.receiver_brand_id != caller_id or referral.key_id != payload.kid:
-        raise not_found
-    return referral
+        return rules.TokenSnapshot(caller_id, None, b"", b"", str(exc), None, None)
+    key = await session.get(ExchangeSigningKey, payload.kid) if payload.to == caller_id else None
+    referral = await session.get(Referral, payload.rid) if key is not None else None
+    public_key = key.public_key if key is not None else None
+    return rules.TokenSnapshot(caller_id, payload, body, signature, None, public_key, referral)
+
+
+async def _snapshot(session: AsyncSession, caller_id: str, data: ConversionCreate) -> rules.ConversionSnapshot:
+    """What :func:`rules.decide` reads: the token's state, the referral's conversion, the contract."""
+    token = await _token_snapshot(session, caller_id, data.token)
+    referral = token.referral
+    prior = history = None
+    if referral is not None and referral.status != "open":
+        prior = await _prior_conversion(session, referral.id)
+    elif referral is not None:
+        history = await contract_service.load_history(session, referral.referrer_brand_id, caller_id)
+    return rules.ConversionSnapshot(token, data, utcnow(), new_id("cnv"), prior, history)
+
+
+async def _prior_conversion(session: AsyncSession, referral_id: str) -> Conversion | None:
+    return await session.scalar(select(Conversion).where(Conversion.referral_id == referral_id))
+
+
+def _replay_or_raise(outcome: Problem | rules.Replay) -> idempotency.IdempotentResult[ConversionOut]:
+    if isinstance(outcome, Problem):
+        raise outcome
+    return idempotency.IdempotentResult(201, conversion_out(outcome.conversion), replayed=True)
 
 
 async def convert(
@@ -204,12 +218,15 @@ async def convert(
 ) -> idempotency.IdempotentResult[ConversionOut]:
     """Report a referred member's purchase at the caller (the receiving brand) and post the commission.
 
-    Refused: a bad or foreign token (400/404), an expired one (409 ``referral-expired``), a conversion
-    outside the contract's attribution window (409 ``outside-attribution-window``), a second different
-    conversion of one referral (409 ``referral-already-converted``). The same conversion reported again,
-    with the same key or the same order, returns the first answer and posts nothing.
+    Refused (`alliance.referrals.conversion_rules`): a bad or foreign token (400/404), an expired one
+    (409 ``referral-expired``), no contract in force (409), a conversion outside the contract's
+    attribution window (409 ``outside-attribution-window``), a second different conversion of one
+    referral (409 ``referral-already-converted``). The same conversion reported again, with the same
+    key or the same order, returns the first answer and posts nothing.
     """
-    await _verified_referral(session, caller_id, data.token)  # 400/404 before anything else
+    refusal = rules.check_token(await _token_snapshot(session, caller_id, data.token))
+    if refusal is not None:  # 400/404 before anything else
+        raise refusal
     key = idempotency.require_key(idempotency_key)
     print_ = idempotency.fingerprint(CONVERT_OPERATION, data)
     try:
@@ -229,20 +246,17 @@ async def _convert(
     *,
     lock_totals: bool,
 ) -> idempotency.IdempotentResult[ConversionOut]:
+    """Load the snapshot, decide, and book the plan (or answer the replay / raise the refusal)."""
     replay = await idempotency.lookup(session, caller_id, key, CONVERT_OPERATION, print_, ConversionOut)
     if replay is not None:
         return replay
-    referral = await _verified_referral(session, caller_id, data.token)
-    if referral.status != "open":
-        return await _already_converted(session, referral.id, data)
-    now = utcnow()
-    if now >= referral.expires_at:
-        raise Problem(409, "referral-expired", f"this referral token expired at {referral.expires_at.isoformat()}")
-    terms = await booking.terms_in_force(session, referral.referrer_brand_id, caller_id, now)
-
+    snapshot = await _snapshot(session, caller_id, data)
+    decision = rules.decide(snapshot)
+    if not isinstance(decision, rules.ConversionPlan):
+        return _replay_or_raise(decision)
     won = await session.execute(
         update(Referral)
-        .where(Referral.id == referral.id, Referral.status == "open")
+        .where(Referral.id == decision.referral.id, Referral.status == "open")
         .values(status="converted")
         .execution_options(synchronize_session=False)
     )
@@ -250,41 +264,33 @@ async def _convert(
         replay = await idempotency.lookup(session, caller_id, key, CONVERT_OPERATION, print_, ConversionOut)
         if replay is not None:
             return replay
-        return await _already_converted(session, referral.id, data)
-    conversion = Conversion(
-        id=new_id("cnv"),
-        referral_id=referral.id,
-        referrer_brand_id=referral.referrer_brand_id,
-        receiver_brand_id=caller_id,
-        order_reference=data.order_reference,
-        order_amount=data.order_amount,
-        currency=data.currency,
-        occurred_at=now,
-        contract_id=terms.contract_id,
-        contract_version=terms.version,
-        commission=0,
-    )
-    event = contracts.ReferralConversion(
-        event_id=conversion.id,
-        occurred_at=now,
-        referrer_brand=referral.referrer_brand_id,
-        receiver_brand=caller_id,
-        referred_at=referral.issued_at.astimezone(UTC),
-        order_amount=data.order_amount,
-        currency=data.currency,
-    )
+        return _replay_or_raise(rules.already_converted(await _prior_conversion(session, decision.referral.id), data))
+    return await _book(session, ctx, caller_id, key, print_, data, decision, lock_totals=lock_totals)
+
+
+async def _book(
+    session: AsyncSession,
+    ctx: AuditContext,
+    caller_id: str,
+    key: str,
+    print_: str,
+    data: ConversionCreate,
+    plan: rules.ConversionPlan,
+    *,
+    lock_totals: bool,
+) -> idempotency.IdempotentResult[ConversionOut]:
+    """Book a decided conversion: ledger transaction, conversion row, webhooks, audit, idempotency."""
+    referral, terms, event = plan.referral, plan.terms, plan.event
     booked = await booking.book(
         session,
         event,
         terms,
         brand_id=caller_id,
         kind="referral_conversion",
-        reference={"conversion_id": conversion.id, "referral_id": referral.id},
+        reference={"conversion_id": event.event_id, "referral_id": referral.id},
         lock_totals=lock_totals,
     )
-    priced, transaction_id = booked.priced, booked.transaction_id
-    conversion.commission = priced.commission
-    conversion.ledger_transaction_id = transaction_id
+    conversion = _conversion_row(plan, booked, data.order_reference)
     session.add(conversion)
     body = conversion_out(conversion)
     await webhooks.enqueue(session, "conversion.created", {caller_id: body, referral.referrer_brand_id: body})
@@ -294,7 +300,7 @@ async def _convert(
         "conversion.create",
         brand_id=caller_id,
         target=conversion.id,
-        details={"referral_id": referral.id, "commission": priced.commission, "currency": data.currency},
+        details={"referral_id": referral.id, "commission": booked.priced.commission, "currency": data.currency},
     )
     idempotency.remember(session, caller_id, key, CONVERT_OPERATION, print_, 201, body, conversion.id)
     try:
@@ -304,25 +310,24 @@ async def _convert(
         replay = await idempotency.lookup(session, caller_id, key, CONVERT_OPERATION, print_, ConversionOut)
         if replay is not None:
             return replay
-        raise Problem(409, "conflict", "a concurrent request converted this referral; retry") from None
+        raise rules.lost_race() from None
     await booking.settle(session, booked)
     return idempotency.IdempotentResult(201, body)
 
 
-async def _already_converted(
-    session: AsyncSession, referral_id: str, data: ConversionCreate
-) -> idempotency.IdempotentResult[ConversionOut]:
-    existing = await session.scalar(select(Conversion).where(Conversion.referral_id == referral_id))
-    if existing is not None and (existing.order_reference, existing.order_amount, existing.currency) == (
-        data.order_reference,
-        data.order_amount,
-        data.currency,
-    ):
-        # The same conversion reported again (another key, or a client that lost the first answer).
-        return idempotency.IdempotentResult(201, conversion_out(existing), replayed=True)
-    raise Problem(
-        409,
-        "referral-already-converted",
-        "this referral has already been converted (commission is paid once per referral)",
-        extra={"conversion_id": existing.id} if existing is not None else None,
+def _conversion_row(plan: rules.ConversionPlan, booked: booking.Booking, order_reference: str) -> Conversion:
+    event = plan.event
+    return Conversion(
+        id=event.event_id,
+        referral_id=plan.referral.id,
+        referrer_brand_id=event.referrer_brand,
+        receiver_brand_id=event.receiver_brand,
+        order_reference=order_reference,
+        order_amount=event.order_amount,
+        currency=event.currency,
+        occurred_at=event.occurred_at,
+        contract_id=plan.terms.contract_id,
+        contract_version=plan.terms.version,
+        commission=booked.priced.commission,
+        ledger_transaction_id=booked.transaction_id,
     )

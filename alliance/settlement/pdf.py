@@ -34,8 +34,8 @@ class _StatementPdf(FPDF):
         return f"<{self._document_id}><{self._document_id}>"
 
 
-def statement_pdf(row: SettlementStatement) -> bytes:
-    statement = msgspec.json.decode(row.document, type=Statement)
+def _new_pdf(row: SettlementStatement, statement: Statement) -> _StatementPdf:
+    """A4 with the vendored CJK font and metadata fixed by the statement (no clock: re-runs agree)."""
     pdf = _StatementPdf(row.document)
     pdf.set_creation_date(datetime.fromisoformat(statement.period_end.replace("Z", "+00:00")))
     pdf.set_title(f"Statement {statement.period} - {statement.brand.name}")
@@ -45,8 +45,11 @@ def statement_pdf(row: SettlementStatement) -> bytes:
     pdf.add_font("wqy", "", str(FONT_FILE))
     pdf.set_font("wqy", size=10)
     pdf.add_page()
-    width = pdf.epw
+    return pdf
 
+
+def _heading(pdf: _StatementPdf, statement: Statement) -> None:
+    width = pdf.epw
     pdf.set_font_size(16)
     pdf.cell(width, 10, f"Settlement statement {statement.period}", new_x="LMARGIN", new_y="NEXT")
     pdf.set_font_size(12)
@@ -62,20 +65,25 @@ def statement_pdf(row: SettlementStatement) -> bytes:
     )
     pdf.ln(3)
 
-    def table(title: str, header: list[str], rows: list[list[str]], widths: list[float]) -> None:
-        pdf.set_font_size(11)
-        pdf.cell(width, 8, title, new_x="LMARGIN", new_y="NEXT")
-        pdf.set_font_size(8)
-        for cells, fill in [(header, True)] + [(r, False) for r in rows]:
-            pdf.set_fill_color(230, 230, 230)
-            for text_, w in zip(cells, widths, strict=True):
-                pdf.cell(w * width, 6, text_, border=1, fill=fill)
-            pdf.ln(6)
-        if not rows:
-            pdf.cell(width, 6, "(none)", new_x="LMARGIN", new_y="NEXT")
-        pdf.ln(3)
 
-    table(
+def _table(pdf: _StatementPdf, title: str, header: list[str], rows: list[list[str]], widths: list[float]) -> None:
+    width = pdf.epw
+    pdf.set_font_size(11)
+    pdf.cell(width, 8, title, new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font_size(8)
+    for cells, fill in [(header, True)] + [(r, False) for r in rows]:
+        pdf.set_fill_color(230, 230, 230)
+        for text_, w in zip(cells, widths, strict=True):
+            pdf.cell(w * width, 6, text_, border=1, fill=fill)
+        pdf.ln(6)
+    if not rows:
+        pdf.cell(width, 6, "(none)", new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(3)
+
+
+def _totals_tables(pdf: _StatementPdf, statement: Statement) -> None:
+    _table(
+        pdf,
         "Summary (net > 0: the alliance pays the brand)",
         ["Currency", "Receivable", "Payable", "Net", "Postings"],
         [
@@ -84,7 +92,8 @@ def statement_pdf(row: SettlementStatement) -> bytes:
         ],
         [0.16, 0.21, 0.21, 0.21, 0.21],
     )
-    table(
+    _table(
+        pdf,
         "By partner",
         ["Partner", "Currency", "Receivable", "Payable", "Net"],
         [
@@ -93,7 +102,11 @@ def statement_pdf(row: SettlementStatement) -> bytes:
         ],
         [0.36, 0.1, 0.18, 0.18, 0.18],
     )
-    table(
+
+
+def _line_tables(pdf: _StatementPdf, statement: Statement) -> None:
+    _table(
+        pdf,
         "Lines",
         ["Line", "Partner", "Kind", "Direction", "Amount", "Count"],
         [
@@ -109,7 +122,8 @@ def statement_pdf(row: SettlementStatement) -> bytes:
         ],
         [0.24, 0.22, 0.14, 0.12, 0.18, 0.1],
     )
-    table(
+    _table(
+        pdf,
         "Adjustments (events of earlier months booked in this period)",
         ["Transaction", "Kind", "Occurred", "Of month", "Amount"],
         [
@@ -118,9 +132,18 @@ def statement_pdf(row: SettlementStatement) -> bytes:
         ],
         [0.26, 0.2, 0.22, 0.12, 0.2],
     )
+
+
+def statement_pdf(row: SettlementStatement) -> bytes:
+    """The statement as a PDF; the same statement always gives the same bytes."""
+    statement = msgspec.json.decode(row.document, type=Statement)
+    pdf = _new_pdf(row, statement)
+    _heading(pdf, statement)
+    _totals_tables(pdf, statement)
+    _line_tables(pdf, statement)
     pdf.set_font_size(7)
     pdf.multi_cell(
-        width,
+        pdf.epw,
         4,
         f"Signed by the exchange (Ed25519, key {row.key_id}) over the canonical JSON of this statement; "
         f"signature {row.signature}. Verify the JSON download with `alliance statement verify FILE`.",

@@ -22,6 +22,7 @@ from contracts import (
     PsiTerms,
     RateCommission,
     UnknownCurrency,
+    VersionRejected,
     decode_terms,
     format_minor_units,
     minor_unit_exponent,
@@ -31,6 +32,7 @@ from contracts import (
     validate_terms,
     version_in_force,
 )
+from privacy.disclosure import MembershipPolicy
 
 JAN = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -329,6 +331,14 @@ def test_membership_to_a_party_is_fine() -> None:
     assert PsiTerms(segment_tags=("vip",)).membership_recipient() is None
 
 
+def test_signed_terms_spell_the_disclosure_policy_canonically() -> None:
+    # privacy.disclosure reads both spellings; signed terms carry only the canonical colon form.
+    psi = PsiTerms(segment_ids=("seg-1",), disclosure="membership_to=beta")
+    assert psi.policy() == MembershipPolicy("beta")
+    with pytest.raises(InvalidTerms, match="must be 'cardinality' or 'membership_to:<brand>'"):
+        validate_terms(make_terms(psi=psi))
+
+
 def test_psi_segment_selection() -> None:
     psi = PsiTerms(segment_tags=("vip", "new"), segment_ids=("seg-9",))
     assert psi.allows_segment("seg-9", [])
@@ -546,6 +556,15 @@ def test_a_later_version_cuts_an_earlier_end_date_short() -> None:
     # v2 superseded v1 and then ended: v1 does not come back.
     with pytest.raises(NoContractInForce):
         version_in_force([v1, v2], utc(2026, 5, 1))
+
+
+def test_a_rejected_version_governs_nothing_and_its_predecessor_does_not_come_back() -> None:
+    assert version_in_force(HISTORY, utc(2026, 2, 1), rejected={2}).version == 1
+    with pytest.raises(VersionRejected, match="version 2 was rejected by the alliance") as info:
+        version_in_force(HISTORY, utc(2026, 4, 1), rejected={2})
+    assert info.value.version == 2
+    assert isinstance(info.value, NoContractInForce)
+    assert version_in_force(HISTORY, utc(2026, 7, 1), rejected={2}).version == 3
 
 
 def test_version_in_force_input_errors() -> None:

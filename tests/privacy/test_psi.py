@@ -41,6 +41,7 @@ from privacy.psi import (
     membership,
     parse_disclosure_policy,
     record_count,
+    require_minimum_change,
     shuffle_records,
     sign_membership_report,
     truncate,
@@ -296,6 +297,10 @@ def test_minimum_change_rule() -> None:
         check_minimum_change(before, before)
     with pytest.raises(InsufficientChange):
         check_minimum_change(before, after, minimum=81)
+    # The rule alone, for a change counted elsewhere (the exchange counts it in the database).
+    require_minimum_change(80, 80)
+    with pytest.raises(InsufficientChange, match="changed by 79 members; at least 80"):
+        require_minimum_change(79, 80)
 
 
 def test_reblind_allowance() -> None:

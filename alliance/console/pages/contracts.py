@@ -19,7 +19,7 @@ from alliance.console import alliance_queries as aq
 from alliance.console import queries
 from alliance.console.auth import admin_only
 from alliance.console.i18n import Translator
-from alliance.console.rendering import form_fields, render, translator
+from alliance.console.rendering import disclosure_label, form_fields, render, translator
 from alliance.contracts import service as contract_service
 from alliance.core.deps import Audit, Db
 from alliance.core.problems import Problem
@@ -70,11 +70,8 @@ def format_term(t: Translator, path: str, value: Any, currency: str, brands: dic
         return f"ε {Decimal(value) / 1000}"
     if isinstance(value, str) and leaf in _BRAND_FIELDS:
         return brands.get(value, value)
-    if isinstance(value, str) and leaf == "disclosure" and value.startswith("membership_to:"):
-        target = value.removeprefix("membership_to:")
-        return t("matches.mode.membership", brand=brands.get(target, target))
     if isinstance(value, str) and leaf == "disclosure":
-        return t("matches.mode.cardinality") if value == "cardinality" else value
+        return disclosure_label(t, value, brands)
     if isinstance(value, int):
         return t.number(value)
     return str(value)

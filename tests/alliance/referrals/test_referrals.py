@@ -6,17 +6,26 @@ import asyncio
 import base64
 import uuid
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+import msgspec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 import contracts
-from alliance.db.models import CommissionMonthTotal, Conversion, LedgerPosting, LedgerTransaction, Referral
+from alliance.contracts import service as contract_service
+from alliance.db.models import (
+    CommissionMonthTotal,
+    Conversion,
+    ExchangeSigningKey,
+    LedgerPosting,
+    LedgerTransaction,
+    Referral,
+)
 from alliance.referrals import tokens
 from tests.alliance.benefits.support import idem, make_contract
-from tests.helpers import BrandHandle, assert_problem, make_brand
+from tests.helpers import TEST_AUDIT, BrandHandle, assert_problem, make_brand
 
 
 def _unb64(text: str) -> bytes:
@@ -204,3 +213,60 @@ async def test_monthly_referral_cap_is_exact(
         earned.append(response.json()["commission"])
     assert earned == [400, 400, 200, 0]
     assert await session.scalar(select(CommissionMonthTotal.total)) == 1_000
+
+
+async def test_conversion_in_another_currency_is_refused(
+    client: AsyncTestClient[Litestar],
+    sessions: async_sessionmaker[AsyncSession],
+    session: AsyncSession,
+    brand_a: BrandHandle,
+    brand_b: BrandHandle,
+) -> None:
+    await make_contract(sessions, brand_b, brand_a)
+    token = (await _refer(client, brand_a, brand_b))["token"]
+    in_dollars = {**_conversion(token), "currency": "USD"}
+    refused = await client.post("/v1/conversions", json=in_dollars, headers={**brand_b.headers, **idem()})
+    assert_problem(refused, 422, "currency-mismatch")
+    assert await session.scalar(select(func.count()).select_from(LedgerTransaction)) == 0
+    # Nothing was converted: the referral still converts in the contract's currency.
+    accepted = await client.post("/v1/conversions", json=_conversion(token), headers={**brand_b.headers, **idem()})
+    assert accepted.status_code == 201, accepted.text
+
+
+async def test_conversion_under_a_rejected_version_is_refused(
+    client: AsyncTestClient[Litestar],
+    sessions: async_sessionmaker[AsyncSession],
+    session: AsyncSession,
+    brand_a: BrandHandle,
+    brand_b: BrandHandle,
+) -> None:
+    contract = await make_contract(sessions, brand_b, brand_a)
+    token = (await _refer(client, brand_a, brand_b))["token"]
+    async with sessions() as review_session, review_session.begin():
+        await contract_service.review_version(
+            review_session, TEST_AUDIT, contract.contract_id, 1, "reject", "not allowed"
+        )
+    refused = await client.post("/v1/conversions", json=_conversion(token), headers={**brand_b.headers, **idem()})
+    body = assert_problem(refused, 409, "no-contract-in-force")
+    assert body["extra"] == {"contract_id": contract.contract_id, "rejected_version": 1}
+    assert "rejected by the alliance: not allowed" in body["detail"]
+    assert await session.scalar(select(func.count()).select_from(LedgerTransaction)) == 0
+
+
+async def test_a_token_naming_an_unknown_key_or_referral_is_not_found(
+    client: AsyncTestClient[Litestar],
+    sessions: async_sessionmaker[AsyncSession],
+    brand_a: BrandHandle,
+    brand_b: BrandHandle,
+) -> None:
+    await make_contract(sessions, brand_b, brand_a)
+    token = (await _refer(client, brand_a, brand_b))["token"]
+    payload, _, _ = tokens.decode_unverified(token)
+    async with sessions() as key_session, key_session.begin():
+        key = await key_session.get(ExchangeSigningKey, payload.kid)
+        assert key is not None
+        private = Ed25519PrivateKey.from_private_bytes(key.private_key)
+    for changed in ({"kid": "xkey-unknown"}, {"rid": "ref-unknown"}):
+        forged = tokens.sign_token(private, msgspec.structs.replace(payload, **changed))
+        response = await client.post("/v1/conversions", json=_conversion(forged), headers={**brand_b.headers, **idem()})
+        assert_problem(response, 404, "referral-not-found")
