@@ -68,7 +68,7 @@ def _legs(month: str, start: datetime) -> Any:
             func.lead(p.currency, 3).over(partition_by=p.transaction_id, order_by=p.line).label("partner_currency"),
         )
         .join(t, t.id == p.transaction_id)
-        .where(t.period == month)
+        .where(t.period == month, t.seq.is_not(None))  # sealed: not a transaction excluded from the chain
         .subquery()
     )
 
@@ -141,10 +141,14 @@ async def aggregate(session: AsyncSession, month: str, start: datetime) -> Ledge
     dispute_refs = {
         row[0]: row[1]
         for row in (
-            await session.execute(select(t.id, t.reference).where(t.period == month, t.kind == DISPUTE_KIND))
+            await session.execute(
+                select(t.id, t.reference).where(t.period == month, t.kind == DISPUTE_KIND, t.seq.is_not(None))
+            )
         ).all()
     }
-    transactions = await session.scalar(select(func.count()).select_from(t).where(t.period == month))
+    transactions = await session.scalar(
+        select(func.count()).select_from(t).where(t.period == month, t.seq.is_not(None))
+    )
     return LedgerMonth(
         brands=brand_rows,
         pairs=pair_rows,

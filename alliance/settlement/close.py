@@ -19,6 +19,7 @@ from alliance.core.audit import AuditContext, record_audit
 from alliance.core.problems import Problem
 from alliance.db.base import utcnow
 from alliance.db.models import LedgerPeriod, SettlementRun, SettlementStatement
+from alliance.ledger import quarantine
 from alliance.ledger.sealer import lock_chain_head, seal_pending
 from alliance.settlement.months import check_month
 from alliance.settlement.schemas import RunOut
@@ -127,6 +128,15 @@ async def _lock_period(session: AsyncSession, ctx: AuditContext, month: str, nex
     if session.get_bind().dialect.name == "postgresql":
         await session.execute(text("LOCK TABLE ledger_transactions IN SHARE MODE"))
     await seal_pending(session)
+    held = await quarantine.held_count(session, month)
+    if held:  # its statements would leave them out, and a release later would land in a closed month
+        raise Problem(
+            409,
+            "ledger-quarantine",
+            f"{held} transaction(s) of {month} are held in the ledger quarantine: release or exclude them first "
+            "(alliance ledger quarantine list)",
+            extra={"held": held},
+        )
     if session.get_bind().dialect.name == "postgresql":
         # A month is millions of postings: let the hash joins and aggregates stay in memory.
         await session.execute(text("SET LOCAL work_mem = '256MB'"))

@@ -20,7 +20,11 @@ from alliance.settlement.months import check_month
 from alliance.settlement.pdf import statement_pdf
 from alliance.settlement.schemas import Statement
 
-__all__ = ["get_statement", "statement_bytes", "statement_csv", "statement_json"]
+__all__ = ["MEDIA_TYPES", "get_statement", "statement_bytes", "statement_csv", "statement_json"]
+
+MEDIA_TYPES = {"json": "application/json", "csv": "text/csv", "pdf": "application/pdf"}
+"""The media type of each statement format. Litestar adds ``; charset=utf-8`` to ``text/*`` itself (giving
+it here too sent the parameter twice)."""
 
 
 async def get_statement(session: AsyncSession, brand_id: str, month: str) -> SettlementStatement:

@@ -52,7 +52,7 @@ async def monthly_report(session: AsyncSession, month: str, *, top: int = 10) ->
             await session.execute(
                 select(model.currency, func.count(), func.sum(amount), func.sum(model.commission))
                 .join(t, t.id == model.ledger_transaction_id)
-                .where(t.period == month)
+                .where(t.period == month, t.seq.is_not(None))
                 .group_by(model.currency)
             )
         ).all()

@@ -15,6 +15,7 @@ from alliance.core.openapi import CSV, PDF, also_served_as
 from alliance.core.problems import Problem, problem_responses
 from alliance.core.settings import Settings
 from alliance.settlement import service
+from alliance.settlement.documents import MEDIA_TYPES
 from alliance.settlement.schemas import (
     DisputeIn,
     DisputeOut,
@@ -27,11 +28,7 @@ from alliance.settlement.schemas import (
 
 __all__ = ["DisputeController", "ExchangeKeyController", "SettlementAdminController", "StatementController"]
 
-_MEDIA = {
-    "json": "application/json",
-    "csv": "text/csv; charset=utf-8",
-    "pdf": "application/pdf",
-}
+_MEDIA = MEDIA_TYPES
 Format = Literal["json", "csv", "pdf"]
 
 

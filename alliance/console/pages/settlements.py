@@ -22,12 +22,13 @@ from alliance.core.problems import Problem
 from alliance.db.base import utcnow
 from alliance.db.models import LedgerTransaction, SettlementRun, SettlementStatement
 from alliance.settlement import service as settlement
+from alliance.settlement.documents import MEDIA_TYPES
 from alliance.settlement.schemas import RunOut
 from contracts.currencies import minor_unit_exponent
 
 __all__ = ["NetChart", "SettlementPages", "month_overview", "net_chart"]
 
-MEDIA = {"json": "application/json", "csv": "text/csv; charset=utf-8", "pdf": "application/pdf"}
+MEDIA = MEDIA_TYPES
 _MAX_OPEN_MONTHS = 36
 
 Notice = Annotated[str | None, QueryParameter(pattern=r"^(closed|already_closed)?$")]

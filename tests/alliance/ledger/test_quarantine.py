@@ -19,6 +19,7 @@ from alliance.db.models import AuditEntry, LedgerAccount, LedgerQuarantine, Ledg
 from alliance.ledger import quarantine
 from alliance.ledger.chain import ChainPosting
 from alliance.ledger.sealer import run_sealer
+from alliance.settlement.close import close_month
 from contracts.bounds import MAX_AMOUNT, MAX_TOTAL
 from tests.alliance.console.console_helpers import ADMIN_PASSWORD, add_user, sign_in
 from tests.alliance.ledger.support import WHEN, post, seal, verify
@@ -128,6 +129,22 @@ async def test_an_overflowing_transaction_is_held_and_everyone_else_keeps_sealin
         with pytest.raises(Problem) as unknown:
             await quarantine.resolve(session, OPERATOR, "ltx_nope", "release")
         assert unknown.value.slug == "not-quarantined"
+
+    # The month cannot close while one of its transactions is held; once excluded, it counts in nothing.
+    with pytest.raises(Problem) as held_back:
+        async with sessions() as session, session.begin():
+            await close_month(session, OPERATOR, "2026-03", key_file="", alliance_id="test")
+    assert (held_back.value.status, held_back.value.slug, held_back.value.extra) == (
+        409,
+        "ledger-quarantine",
+        {"held": 1},
+    )
+    async with sessions() as session, session.begin():
+        await quarantine.resolve(session, OPERATOR, "ltx_legacy2", "exclude")
+    async with sessions() as session, session.begin():
+        run = await close_month(session, OPERATOR, "2026-03", key_file="", alliance_id="test")
+    assert run.transactions == 2  # the two sealed ones; the excluded giants are in no total
+    assert all(abs(p.net) < 10**6 for p in run.net_positions) and sum(p.net for p in run.net_positions) == 0
 
 
 async def test_a_transaction_the_database_refuses_to_seal_is_found_and_held(
