@@ -136,6 +136,13 @@ BAD_ADJUSTMENTS: list[tuple[list[tuple[str, Any, str]], int, str]] = [
     ([("brand:{a}:payable", "250", "CNY"), ("brand:{b}:receivable", "-250", "CNY")], 400, "invalid-request"),
     ([("brand:{a}:payable", 2**63, "CNY"), ("brand:{b}:receivable", -(2**63), "CNY")], 400, "invalid-request"),
     ([("brand:{a}:payable", 10**30, "CNY"), ("brand:{b}:receivable", -(10**30), "CNY")], 400, "invalid-request"),
+    # The overflow scenario: amounts that fit a bigint once but not twice, and past the money bound.
+    ([("brand:{a}:payable", 2**63 - 1, "CNY"), ("brand:{b}:receivable", 1 - 2**63, "CNY")], 400, "invalid-request"),
+    (
+        [("brand:{a}:payable", 10**12 + 1, "CNY"), ("brand:{b}:receivable", -(10**12) - 1, "CNY")],
+        400,
+        "invalid-request",
+    ),
     ([("somewhere", 1, "CNY"), ("brand:{b}:receivable", -1, "CNY")], 422, "invalid-account"),
     ([("brand:brd_nosuchbrand:payable", 1, "CNY"), ("brand:{b}:receivable", -1, "CNY")], 422, "unknown-brand"),
 ]
