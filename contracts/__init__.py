@@ -23,6 +23,7 @@ from contracts.errors import (
     PricingError,
     SignatureInvalid,
     UnknownCurrency,
+    VersionRejected,
 )
 from contracts.pricing import (
     CLEARING_ACCOUNT,
@@ -134,6 +135,7 @@ __all__ = [
     "SignedContract",
     "UnknownCurrency",
     "UtcDateTime",
+    "VersionRejected",
     "balances",
     "canonical_bytes",
     "commission_amount",

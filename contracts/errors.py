@@ -27,6 +27,7 @@ __all__ = [
     "PricingError",
     "SignatureInvalid",
     "UnknownCurrency",
+    "VersionRejected",
 ]
 
 
@@ -63,6 +64,19 @@ class NoContractInForce(ContractError, LookupError):
     def __init__(self, at: datetime, reason: str) -> None:
         self.at = at
         super().__init__(f"no contract version in force at {at.isoformat()}: {reason}")
+
+
+class VersionRejected(NoContractInForce):
+    """The version that would govern the instant was rejected by the alliance: nothing governs it (the
+    version it replaced does not come back)."""
+
+    version: int
+    reason: str
+
+    def __init__(self, at: datetime, version: int, reason: str) -> None:
+        self.version = version
+        self.reason = reason
+        super().__init__(at, f"version {version} was rejected by the alliance: {reason}")
 
 
 class SignatureInvalid(ContractError):

@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Annotated, TypeAlias, TypeGuard
 
 import msgspec
 
 from contracts.currencies import ISO_4217_MINOR_UNITS
-from contracts.errors import InvalidTerms, InvalidVersion, NoContractInForce, NotAParty
+from contracts.errors import InvalidTerms, InvalidVersion, NoContractInForce, NotAParty, VersionRejected
 
 __all__ = [
     "ANY_BENEFIT",
@@ -610,11 +610,16 @@ def validate_new_version(
         raise InvalidVersion(problems)
 
 
-def version_in_force(versions: Sequence[ContractTerms], at: datetime) -> ContractTerms:
+def version_in_force(
+    versions: Sequence[ContractTerms], at: datetime, *, rejected: Mapping[int, str] | None = None
+) -> ContractTerms:
     """The version governing `at`: the latest `effective_from` at or before `at`, unless it has ended.
 
-    Pass only fully signed versions. A version that has reached its `effective_to` is not replaced by an
-    earlier one: a gap between versions is a gap in the contract, and `NoContractInForce` is raised.
+    Pass only fully signed versions, rejected ones included: a rejected version still ends its
+    predecessor's period. A version that has reached its `effective_to` is not replaced by an earlier
+    one: a gap between versions is a gap in the contract, and `NoContractInForce` is raised. If the
+    governing version is in ``rejected`` (version -> the alliance's reason), `VersionRejected` is raised:
+    a rejected version governs nothing, and its predecessor does not come back.
     """
     require_utc(at, "at")
     contract_ids = {terms.contract_id for terms in versions}
@@ -633,4 +638,6 @@ def version_in_force(versions: Sequence[ContractTerms], at: datetime) -> Contrac
         raise NoContractInForce(at, f"the first signed version starts at {first.isoformat()}")
     if best.effective_to is not None and at >= best.effective_to:
         raise NoContractInForce(at, f"version {best.version} ended at {best.effective_to.isoformat()}")
+    if rejected is not None and best.version in rejected:
+        raise VersionRejected(at, best.version, rejected[best.version])
     return best
