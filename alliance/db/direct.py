@@ -69,9 +69,6 @@ async def close_direct_pool(pool: Any | None) -> None:
             pool.terminate()
 
 
-_REQUIRED = object()
-
-
 class DirectStatement:
     """A SQLAlchemy Core statement compiled once for asyncpg: its SQL text (``$n`` placeholders) and how
     to turn a dict of named parameters into asyncpg's positional arguments.
@@ -82,29 +79,31 @@ class DirectStatement:
     statement (``status = 'issued'``) are bound once, at compile time.
     """
 
-    __slots__ = ("_slots", "sql")
+    __slots__ = ("_required", "_template", "sql")
 
     def __init__(self, statement: ClauseElement) -> None:
         compiled: Any = statement.compile(dialect=asyncpg_dialect())  # type: ignore[no-untyped-call]
         self.sql: str = compiled.string
         processors: Mapping[str, Callable[[Any], Any]] = compiled._bind_processors
-        slots: list[tuple[str, Callable[[Any], Any] | None, Any]] = []
-        for name in compiled.positiontup or ():
+        template: list[Any] = []
+        required: list[tuple[int, str, Callable[[Any], Any] | None]] = []
+        for index, name in enumerate(compiled.positiontup or ()):
             bind = compiled.binds[name]
             processor = processors.get(name)
-            fixed: Any = _REQUIRED
-            if bind.value is not None or not bind.required:
-                fixed = processor(bind.value) if processor is not None and bind.value is not None else bind.value
-            slots.append((name, processor, fixed))
-        self._slots = tuple(slots)
+            if bind.value is None and bind.required:
+                required.append((index, name, processor))
+                template.append(None)
+            else:
+                template.append(
+                    processor(bind.value) if processor is not None and bind.value is not None else bind.value
+                )
+        self._template = tuple(template)
+        self._required = tuple(required)
 
     def args(self, params: Mapping[str, Any]) -> list[Any]:
         """The positional arguments for ``params`` (every named parameter of the statement)."""
-        out: list[Any] = []
-        for name, processor, fixed in self._slots:
-            if fixed is _REQUIRED:
-                value = params[name]
-                out.append(processor(value) if processor is not None and value is not None else value)
-            else:
-                out.append(fixed)
+        out = list(self._template)
+        for index, name, processor in self._required:
+            value = params[name]
+            out[index] = processor(value) if processor is not None and value is not None else value
         return out
