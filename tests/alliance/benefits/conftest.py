@@ -4,6 +4,7 @@
 A test that asks for ``redemption_store`` runs once per store on PostgreSQL and once (portable) on
 SQLite, which has no fast path. ``direct`` also checks that the fast path answered every redemption
 itself - refusals and replays included - and handed none over; ``portable`` turns the fast path off.
+``race_store`` is the same choice for tests of lost races, where the fast path must hand over.
 """
 
 from __future__ import annotations
@@ -18,9 +19,13 @@ from alliance.benefits import redemption
 STORES = ("direct", "portable")
 
 
+CHOICES = ("redemption_store", "race_store")
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "redemption_store" in metafunc.fixturenames:
-        metafunc.parametrize("redemption_store", STORES)
+    for name in CHOICES:
+        if name in metafunc.fixturenames:
+            metafunc.parametrize(name, STORES, indirect=True)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -30,7 +35,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         params = getattr(item, "callspec", None)
         chosen = params.params if params is not None else {}
-        if chosen.get("redemption_store") == "direct" and chosen.get("backend") == "sqlite":
+        if chosen.get("backend") == "sqlite" and "direct" in (chosen.get(name) for name in CHOICES):
             dropped.append(item)
         else:
             kept.append(item)
@@ -57,3 +62,15 @@ def redemption_store(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(redemption, "redeem_direct", direct if store == "direct" else off)
     yield store
     assert handed_over == [], f"the fast path handed redemptions over to the portable path: {handed_over}"
+
+
+@pytest.fixture
+def race_store(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    store: str = request.param
+    if store == "portable":
+
+        async def off(*_args: Any) -> None:
+            return None
+
+        monkeypatch.setattr(redemption, "redeem_direct", off)
+    return store

@@ -15,10 +15,11 @@ import msgspec
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from alliance.benefits import redemption, redemption_rules, rules
+from alliance.benefits import redemption, redemption_rules, redemption_store, rules
+from alliance.core.settings import Settings
 from alliance.db.models import (
     AuditEntry,
     Benefit,
@@ -31,7 +32,8 @@ from alliance.db.models import (
     Redemption,
     WebhookDelivery,
 )
-from tests.alliance.benefits.support import idem, issue, make_contract, publish
+from alliance.db.session import create_engine, create_session_factory
+from tests.alliance.benefits.support import idem, issue, make_contract, publish, redeem
 from tests.conftest import Database
 from tests.helpers import BrandHandle, assert_problem
 
@@ -239,3 +241,54 @@ async def test_fast_and_general_paths_write_the_same_rows(
     assert await session.scalar(select(func.count()).select_from(Redemption)) == 2
     assert await session.scalar(select(Coupon.status).where(Coupon.status == "issued")) == "issued"
     assert await session.scalar(select(func.sum(CommissionMonthTotal.total))) == 2 * 240
+
+
+@pytest.mark.parametrize(
+    ("race", "slug"),
+    [("coupon", "coupon-already-redeemed"), ("budget", "budget-exhausted"), ("pause", "benefit-paused")],
+)
+async def test_a_race_lost_at_write_time_is_read_and_decided_again(
+    client: AsyncTestClient[Litestar],
+    sessions: async_sessionmaker[AsyncSession],
+    session: AsyncSession,
+    brand_a: BrandHandle,
+    brand_b: BrandHandle,
+    race_store: str,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    race: str,
+    slug: str,
+) -> None:
+    """Between a redemption's read and its write a concurrent request changes what it read: the write's
+    guard fails, nothing is written, and the redemption is read and decided again by the same rules (on
+    PostgreSQL the fast path hands it to the portable path for that)."""
+    await make_contract(sessions, brand_a, brand_b)
+    benefit = await publish(client, brand_a, [brand_b])
+    [code] = await issue(client, brand_b, benefit["id"])
+    concurrent = {
+        "coupon": update(Coupon).values(status="redeemed"),
+        "budget": update(Benefit).values(spent_count=Benefit.budget_count),
+        "pause": update(Benefit).values(status="paused"),
+    }[race]
+    writes: list[str] = []
+    for store in (redemption_store.AsyncpgStore, redemption_store.CoreStore):
+        original = store.write
+
+        async def racing(self: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            if not writes:  # the first write only: the concurrent request commits just before it
+                engine = create_engine(settings.database_url)  # on the app's event loop, as the server
+                async with create_session_factory(engine)() as other, other.begin():
+                    await other.execute(concurrent)
+                await engine.dispose()
+            writes.append(type(self).__name__)
+            return await _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(store, "write", racing)
+    response = await redeem(client, brand_a, code, 12_000)
+    assert_problem(response, 409, slug)
+    first = "AsyncpgStore" if race_store == "direct" else "CoreStore"
+    assert writes == [first]  # the second read refused it: no second write
+    session.expire_all()
+    assert await session.scalar(select(func.count()).select_from(Redemption)) == 0
+    assert await session.scalar(select(func.count()).select_from(LedgerTransaction)) == 0
+    assert await session.scalar(select(func.count()).select_from(IdempotencyRecord)) == 0
