@@ -18,7 +18,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alliance.benefits import booking
-from alliance.benefits.redemption import own_redemption
 from alliance.benefits.reversal_rules import (
     REVERSE_OPERATION,
     ReversalPlan,
@@ -45,10 +44,9 @@ Result = idempotency.IdempotentResult[ReversalOut]
 
 
 async def _snapshot(session: AsyncSession, request: ReversalRequest) -> ReversalSnapshot | None:
-    try:
-        redemption = await own_redemption(session, request.caller_id, request.redemption_id)
-    except Problem:
-        return None
+    redemption = await session.get(Redemption, request.redemption_id)
+    if redemption is None or redemption.funding_brand_id != request.caller_id:
+        return None  # another brand's redemption does not exist for the caller
     benefit = await session.get(Benefit, redemption.benefit_id)
     assert benefit is not None
     assert redemption.contract_id is not None
