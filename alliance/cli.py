@@ -403,10 +403,10 @@ def cmd_user_list(args: argparse.Namespace) -> None:
 
 
 def cmd_benefit_list(args: argparse.Namespace) -> None:
-    from alliance.benefits import service
+    from alliance.benefits import catalogue
 
     async def work(session: AsyncSession) -> Any:
-        return await service.list_all_benefits(session, brand=args.brand, status=args.status)
+        return await catalogue.list_all_benefits(session, brand=args.brand, status=args.status)
 
     benefits = _run_db(_settings(args), work)
     lines = [

@@ -50,7 +50,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy.engine import make_url
 
 import contracts
-from alliance.benefits import service as benefits
+from alliance.benefits import catalogue, coupons
 from alliance.benefits.schemas import BenefitCreate
 from alliance.brands import service as brands
 from alliance.contracts import service as contract_service
@@ -104,7 +104,7 @@ async def seed(url: str, codes_needed: int) -> tuple[str, list[str]]:
             for brand in (funder, distributor):
                 signature = contracts.sign_terms(keys[brand.id], terms)
                 await contract_service.sign_version(session, AUDIT, brand.id, terms.contract_id, 1, signature)
-            benefit = await benefits.create_benefit(
+            benefit = await catalogue.create_benefit(
                 session,
                 AUDIT,
                 funder.id,
@@ -124,7 +124,7 @@ async def seed(url: str, codes_needed: int) -> tuple[str, list[str]]:
         codes: list[str] = []
         while len(codes) < codes_needed:
             async with factory() as session, session.begin():
-                batch = await benefits.issue_coupons(
+                batch = await coupons.issue_coupons(
                     session, AUDIT, distributor.id, benefit.id, min(5_000, codes_needed - len(codes))
                 )
             codes.extend(c.code for c in batch.coupons)

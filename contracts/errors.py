@@ -71,10 +71,13 @@ class VersionRejected(NoContractInForce):
     earlier version does not come back, its period ended when the parties agreed to replace it)."""
 
     version: int
+    reason: str
 
-    def __init__(self, at: datetime, version: int) -> None:
+    def __init__(self, at: datetime, version: int, reason: str = "") -> None:
         self.version = version
-        super().__init__(at, f"version {version} was rejected by the alliance")
+        self.reason = reason
+        why = f": {reason}" if reason else ""
+        super().__init__(at, f"version {version} was rejected by the alliance{why}")
 
 
 class SignatureInvalid(ContractError):

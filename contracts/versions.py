@@ -9,7 +9,7 @@ it (the exchange passes the versions the alliance rejected, which govern nothing
 from __future__ import annotations
 
 import itertools
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 
 from contracts.errors import InvalidVersion, NoContractInForce, VersionRejected
@@ -114,7 +114,7 @@ def _successor_problems(
 
 
 def version_in_force(
-    versions: Sequence[ContractTerms], at: datetime, *, rejected: Collection[int] = ()
+    versions: Sequence[ContractTerms], at: datetime, *, rejected: Collection[int] | Mapping[int, str] = ()
 ) -> ContractTerms:
     """The version governing `at`: the latest `effective_from` at or before `at`, unless it has ended
     or the alliance rejected it.
@@ -144,5 +144,6 @@ def version_in_force(
     if best.effective_to is not None and at >= best.effective_to:
         raise NoContractInForce(at, f"version {best.version} ended at {best.effective_to.isoformat()}")
     if best.version in rejected:
-        raise VersionRejected(at, best.version)
+        reason = rejected[best.version] if isinstance(rejected, Mapping) else ""
+        raise VersionRejected(at, best.version, reason)
     return best

@@ -15,33 +15,44 @@ whole transaction is retried with the total locked before pricing.
 from __future__ import annotations
 
 import functools
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import msgspec
-from sqlalchemy import BigInteger, bindparam, select
+from sqlalchemy import BigInteger, String, Table, and_, bindparam, func, or_, select, true
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
 
 import contracts
+from alliance.benefits.rules import Refusal, commission_rule, contract_in_force, price, pricing_refusal
 from alliance.contracts import service as contract_service
 from alliance.core.problems import Problem
-from alliance.db.models import CommissionMonthTotal, ContractVersion
-from alliance.ledger import service as ledger_service
+from alliance.db.models import CommissionMonthTotal, Contract, ContractReview, ContractSignature, ContractVersion
+from alliance.db.rows import json_list
+from alliance.ledger import posting
 
 __all__ = [
     "Booking",
     "TotalsContended",
+    "add_to_total",
     "book",
     "commission_rule",
+    "contract_history",
+    "contract_versions",
     "dialect_insert",
+    "lock_month_to_date",
     "price",
     "pricing_problem",
+    "session_canonical",
     "settle",
     "terms_in_force",
-    "terms_version",
+    "terms_of_versions",
+    "total_key",
+    "total_params",
 ]
 
 
@@ -54,33 +65,101 @@ def dialect_insert(session: AsyncSession, table: Any) -> Any:
 
 def pricing_problem(exc: contracts.ContractError) -> Problem:
     """A pricing refusal as a problem response with its own type."""
-    if isinstance(exc, contracts.NoFundingSplit):
-        return Problem(409, "benefit-not-covered", str(exc))
-    if isinstance(exc, contracts.OutsideAttributionWindow):
-        return Problem(409, "outside-attribution-window", str(exc))
-    if isinstance(exc, contracts.CurrencyMismatch):
-        return Problem(422, "currency-mismatch", str(exc))
-    if isinstance(exc, contracts.InvalidReversal):
-        return Problem(409, "invalid-reversal", str(exc))
-    if isinstance(exc, contracts.NoContractInForce | contracts.OutsideContractPeriod):
-        return Problem(409, "no-contract-in-force", str(exc))
-    return Problem(422, "pricing-refused", str(exc))
+    return pricing_refusal(exc).problem()
+
+
+# Contract versions never change once stored (a change is a new version), so their decoded terms are
+# kept per process: (contract id, version) -> terms. Which versions are signed, rejected and in force is
+# read every time.
+_TERMS: dict[tuple[str, int], contracts.ContractTerms] = {}
+_TERMS_MAX = 4_096
+
+
+async def terms_of_versions(
+    fetch_canonical: Callable[[str, int], Awaitable[bytes | None]], contract_id: str, versions: Sequence[int]
+) -> tuple[contracts.ContractTerms, ...]:
+    """The terms of the contract's ``versions``, decoded once per process (``fetch_canonical`` reads a
+    version's stored canonical bytes, for the ones not seen yet)."""
+    for version in versions:
+        if (contract_id, version) not in _TERMS:
+            canonical = await fetch_canonical(contract_id, version)
+            if canonical is None:  # pragma: no cover - the caller just read the version's number
+                continue
+            if len(_TERMS) >= _TERMS_MAX:
+                _TERMS.clear()
+            _TERMS[(contract_id, version)] = contract_service.terms_from_canonical(contract_id, version, canonical)
+    return tuple(_TERMS[(contract_id, v)] for v in versions if (contract_id, v) in _TERMS)
+
+
+def session_canonical(session: AsyncSession) -> Callable[[str, int], Awaitable[bytes | None]]:
+    """``fetch_canonical`` for :func:`terms_of_versions` through a session."""
+
+    async def fetch(contract_id: str, version: int) -> bytes | None:
+        found = await session.scalar(
+            select(ContractVersion.canonical).where(
+                ContractVersion.contract_id == contract_id, ContractVersion.version == version
+            )
+        )
+        return None if found is None else bytes(found)
+
+    return fetch
+
+
+def contract_versions(dialect: str, contract_id: Any) -> tuple[Any, Any]:
+    """Two scalar subqueries on the contract ``contract_id``: its fully signed version numbers, and its
+    rejected versions with the alliance's reason - what `contracts.version_in_force` needs."""
+    v, s, r = ContractVersion, ContractSignature, ContractReview
+    signatures = select(func.count()).where(s.contract_id == v.contract_id, s.version == v.version)
+    signed = select(json_list(dialect, v.version)).where(
+        v.contract_id == contract_id, signatures.scalar_subquery() == 2
+    )
+    rejected = select(json_list(dialect, r.version, r.reason)).where(
+        r.contract_id == contract_id, r.decision == "rejected"
+    )
+    return signed.scalar_subquery(), rejected.scalar_subquery()
+
+
+async def contract_history(
+    fetch_canonical: Callable[[str, int], Awaitable[bytes | None]],
+    contract_id: str | None,
+    signed: str | None,
+    rejected: str | None,
+) -> tuple[tuple[contracts.ContractTerms, ...], dict[int, str]]:
+    """The contract's fully signed versions and its rejections, from the two columns of
+    :func:`contract_versions` (JSON text)."""
+    if contract_id is None:
+        return (), {}
+    numbers = [version for (version,) in msgspec.json.decode(signed or "[]")]
+    versions = await terms_of_versions(fetch_canonical, contract_id, numbers)
+    return versions, {version: reason for version, reason in msgspec.json.decode(rejected or "[]")}
+
+
+@functools.cache
+def _contract_read(dialect: str) -> Any:
+    signed, rejected = contract_versions(dialect, Contract.id)
+    return select(Contract.id, signed, rejected).where(
+        Contract.party_a == bindparam("p_a", type_=String()), Contract.party_b == bindparam("p_b", type_=String())
+    )
 
 
 async def terms_in_force(session: AsyncSession, brand_x: str, brand_y: str, at: datetime) -> contracts.ContractTerms:
-    """The signed contract version between two brands at ``at``; 409 ``no-contract-in-force`` if none."""
-    return await contract_service.terms_in_force(session, brand_x, brand_y, at)
+    """The signed contract version between two brands that governs ``at`` (`contracts.version_in_force`);
+    409 ``no-contract-in-force`` if none does (no contract, no version covering ``at``, or the one that
+    would is rejected). The argument order of the brands does not matter."""
+    party_a, party_b = contracts.party_pair(brand_x, brand_y) if brand_x != brand_y else (brand_x, brand_y)
+    statement = _contract_read(session.get_bind().dialect.name)
+    row = (await session.execute(statement, {"p_a": party_a, "p_b": party_b})).first()
+    contract_id = None if row is None else row[0]
+    versions, rejected = await contract_history(
+        session_canonical(session), contract_id, *(row or (None, None, None))[1:]
+    )
+    terms = contract_in_force((brand_x, brand_y), contract_id, versions, rejected, at)
+    if isinstance(terms, Refusal):
+        raise terms.problem()
+    return terms
 
 
-async def terms_version(session: AsyncSession, contract_id: str, version: int) -> contracts.ContractTerms:
-    """One stored contract version (the one that priced an original event; versions never change)."""
-    row = await session.get(ContractVersion, (contract_id, version))
-    if row is None:  # pragma: no cover - a redemption always names a version that exists
-        raise Problem(409, "no-contract-in-force", f"contract {contract_id} has no version {version}")
-    return contract_service.terms_of(row)
-
-
-async def _lock_month_to_date(session: AsyncSession, key: dict[str, str]) -> int:
+async def lock_month_to_date(session: AsyncSession, key: dict[str, str]) -> int:
     """Lock the (contract, kind, payer, month) total (creating it at 0) and return its value."""
     statement = dialect_insert(session, CommissionMonthTotal).values(**key, total=0)
     statement = statement.on_conflict_do_update(
@@ -90,7 +169,7 @@ async def _lock_month_to_date(session: AsyncSession, key: dict[str, str]) -> int
     return int((await session.execute(statement)).scalar_one())
 
 
-def _total_key(terms: contracts.ContractTerms, kind: str, payer: str, month: str) -> dict[str, str]:
+def total_key(terms: contracts.ContractTerms, kind: str, payer: str, month: str) -> dict[str, str]:
     return {"contract_id": terms.contract_id, "kind": kind, "payer_brand_id": payer, "month": month}
 
 
@@ -103,7 +182,7 @@ async def _post(
     occurred_at: datetime,
     reference: dict[str, Any],
 ) -> str:
-    posted = await ledger_service.post_priced_event(
+    posted = await posting.post_priced_event(
         session,
         priced,
         brand_id=brand_id,
@@ -129,39 +208,6 @@ class Booking:
     transaction_id: str
     total_key: dict[str, str]
     guard: tuple[str, int] | None
-
-
-def commission_rule(
-    event: contracts.CouponRedemption | contracts.ReferralConversion, terms: contracts.ContractTerms
-) -> tuple[contracts.CommissionRule, str, str]:
-    """The commission rule that prices ``event``, its total's kind and the brand that pays it."""
-    if isinstance(event, contracts.CouponRedemption):
-        return terms.coupon_commission, "coupon", event.funding_brand
-    return terms.referral, "referral", event.receiver_brand
-
-
-def price(
-    event: contracts.CouponRedemption | contracts.ReferralConversion,
-    terms: contracts.ContractTerms,
-    month_to_date: int,
-    *,
-    guarded: bool,
-) -> tuple[contracts.PricedEvent, tuple[str, int] | None]:
-    """Price ``event`` given the month-to-date total and, when ``guarded`` (the total was read without a
-    lock), the guard under which :func:`settle` may add its commission (see :func:`book`). Raises
-    ``contracts.ContractError`` on a pricing refusal."""
-    rule = commission_rule(event, terms)[0]
-    priced = contracts.price_event(event, terms, month_to_date=month_to_date)
-    if rule.monthly_cap is None or not guarded:
-        return priced, None
-    uncapped = contracts.commission_amount(msgspec.structs.replace(rule, monthly_cap=None), event.order_amount)
-    if uncapped == 0:
-        return priced, None
-    if priced.commission == uncapped:
-        return priced, ("fits", rule.monthly_cap)
-    if priced.commission > 0:
-        return priced, ("reaches", rule.monthly_cap)
-    return priced, ("at-cap", rule.monthly_cap)
 
 
 async def book(
@@ -190,9 +236,9 @@ async def book(
             rule, commission_kind, payer = commission_rule(event, terms)
             month_to_date = 0
             if rule.monthly_cap is not None:
-                key = _total_key(terms, commission_kind, payer, contracts.month_of(event.occurred_at))
+                key = total_key(terms, commission_kind, payer, contracts.month_of(event.occurred_at))
                 if lock_totals:
-                    month_to_date = await _lock_month_to_date(session, key)
+                    month_to_date = await lock_month_to_date(session, key)
                 else:
                     month_to_date = int(await session.scalar(_READ_TOTAL, key) or 0)
             priced, guard = price(event, terms, month_to_date, guarded=not lock_totals)
@@ -201,7 +247,7 @@ async def book(
     transaction_id = await _post(
         session, priced, brand_id=brand_id, kind=kind, occurred_at=event.occurred_at, reference=reference
     )
-    key = _total_key(terms, priced.commission_kind, priced.commission_payer, priced.commission_month)
+    key = total_key(terms, priced.commission_kind, priced.commission_payer, priced.commission_month)
     return Booking(priced, transaction_id, key, guard)
 
 
@@ -213,52 +259,62 @@ _READ_TOTAL = select(CommissionMonthTotal.total).where(
 )
 
 
-_KEY_COLUMNS = ["contract_id", "kind", "payer_brand_id", "month"]
-
-
-@functools.cache
-def _add_statement(dialect: str, guard: str | None) -> Any:
-    """``INSERT ... ON CONFLICT DO UPDATE SET total = total + :amount [WHERE guard] RETURNING total``,
-    built once per backend and guard kind."""
-    amount = bindparam("p_amount", type_=BigInteger())
-    cap = bindparam("p_cap", type_=BigInteger())
-    total = CommissionMonthTotal.total
-    condition = {
-        None: None,
-        "fits": total + amount <= cap,  # uncapped commission: any total with room for it gives that price
-        "reaches": total + amount == cap,  # capped: exactly the total that leaves this much room
-        "at-cap": total >= cap,  # nothing left under the cap
-    }[guard]
-    insert_ = pg_insert if dialect == "postgresql" else sqlite_insert
-    statement = insert_(CommissionMonthTotal).values(
-        contract_id=bindparam("p_contract"),
-        kind=bindparam("p_kind"),
-        payer_brand_id=bindparam("p_payer"),
-        month=bindparam("p_month"),
-        total=amount,
+def add_to_total(dialect: str, gate: ColumnElement[bool] | None = None) -> Any:
+    """``INSERT ... ON CONFLICT DO UPDATE SET total = total + t_amount WHERE <guard> RETURNING total``: add
+    a commission to its month-to-date total if the total still gives the price it was priced at. The
+    guard ``t_guard`` (``None``: always) is the kind `rules.price` chose, ``t_cap`` the cap."""
+    totals: Table = CommissionMonthTotal.__table__  # type: ignore[assignment]
+    amount = bindparam("t_amount", type_=BigInteger())
+    cap = bindparam("t_cap", type_=BigInteger())
+    guard = bindparam("t_guard", type_=String())
+    total = totals.c.total
+    condition = or_(
+        guard.is_(None),
+        and_(guard == "fits", total + amount <= cap),  # uncapped: any total with room for it gives that price
+        and_(guard == "reaches", total + amount == cap),  # capped: exactly the total that leaves this much room
+        and_(guard == "at-cap", total >= cap),  # nothing left under the cap
     )
-    return statement.on_conflict_do_update(
-        index_elements=_KEY_COLUMNS, set_={"total": total + amount}, where=condition
-    ).returning(total)
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    source = select(
+        bindparam("t_contract", type_=String()),
+        bindparam("t_kind", type_=String()),
+        bindparam("t_payer", type_=String()),
+        bindparam("t_month", type_=String()),
+        amount,
+    ).where(true() if gate is None else gate)
+    return (
+        insert(totals)
+        .from_select(["contract_id", "kind", "payer_brand_id", "month", "total"], source)
+        .on_conflict_do_update(
+            index_elements=["contract_id", "kind", "payer_brand_id", "month"],
+            set_={"total": total + amount},
+            where=condition,
+        )
+        .returning(total)
+    )
+
+
+def total_params(booking: Booking) -> dict[str, Any]:
+    """The parameters of :func:`add_to_total` for a booking."""
+    guard, cap = booking.guard if booking.guard is not None else (None, 0)
+    key = booking.total_key
+    return {
+        "t_contract": key["contract_id"],
+        "t_kind": key["kind"],
+        "t_payer": key["payer_brand_id"],
+        "t_month": key["month"],
+        "t_amount": booking.priced.commission,
+        "t_cap": cap,
+        "t_guard": guard,
+    }
 
 
 async def settle(session: AsyncSession, booking: Booking) -> None:
     """Add the booking's commission to its month-to-date total, checking its guard; call it last in the
     transaction (the total is a row every event of the month updates, so its lock is held until commit
     and should be held briefly). Raises :class:`TotalsContended` if the guard fails."""
-    commission = booking.priced.commission
-    guard, cap = booking.guard if booking.guard is not None else (None, 0)
-    if guard is None and not commission:
+    if booking.guard is None and not booking.priced.commission:
         return
-    key = booking.total_key
-    params = {
-        "p_contract": key["contract_id"],
-        "p_kind": key["kind"],
-        "p_payer": key["payer_brand_id"],
-        "p_month": key["month"],
-        "p_amount": commission,
-        "p_cap": cap,
-    }
-    statement = _add_statement(session.get_bind().dialect.name, guard)
-    if (await session.execute(statement, params)).first() is None:
+    statement = add_to_total(session.get_bind().dialect.name)
+    if (await session.execute(statement, total_params(booking))).first() is None:
         raise TotalsContended(booking.priced.event_id)

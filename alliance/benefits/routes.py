@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from litestar import Controller, MediaType, Request, Response, get, post, put
 from litestar.params import FromPath, JSONBody, QueryParameter
 
-from alliance.benefits import redeem_pg, service
+from alliance.benefits import catalogue, coupons, redemption, reversal
 from alliance.benefits.schemas import (
     BenefitCreate,
     BenefitOut,
@@ -31,7 +31,7 @@ from alliance.core.auth import provide_caller
 from alliance.core.bodies import StrictBody
 from alliance.core.database import database_unavailable, session_factory
 from alliance.core.deps import Audit, Caller, Db
-from alliance.core.idempotency import IdempotencyKey, replayed_headers
+from alliance.core.idempotency import IdempotencyKey, IdempotentResult, replayed_headers
 
 __all__ = ["BenefitController", "RedemptionController"]
 
@@ -48,7 +48,7 @@ class BenefitController(Controller):
         return_dto=None,
     )
     async def create(self, db: Db, caller: Caller, audit: Audit, data: JSONBody[BenefitCreate]) -> BenefitOut:
-        return await service.create_benefit(db, audit, caller.brand_id, data)
+        return await catalogue.create_benefit(db, audit, caller.brand_id, data)
 
     @get("/", operation_id="listBenefits", summary="The catalogue: benefits the caller funds or may distribute")
     async def list(
@@ -62,13 +62,13 @@ class BenefitController(Controller):
         limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
         offset: Annotated[int, QueryParameter(ge=0, le=100_000)] = 0,
     ) -> list[BenefitOut]:
-        return await service.list_benefits(
+        return await catalogue.list_benefits(
             db, caller.brand_id, brand=brand, tag=tag, status=status, role=role, limit=limit, offset=offset
         )
 
     @get("/{benefit_id:str}", operation_id="getBenefit", summary="One benefit")
     async def get(self, db: Db, caller: Caller, benefit_id: FromPath[str]) -> BenefitOut:
-        return await service.get_benefit(db, caller.brand_id, benefit_id)
+        return await catalogue.get_benefit(db, caller.brand_id, benefit_id)
 
     @post("/{benefit_id:str}/pause", operation_id="pauseBenefit", status_code=200, summary="Pause (funder)")
     async def pause(
@@ -79,7 +79,7 @@ class BenefitController(Controller):
         benefit_id: FromPath[str],
         data: JSONBody[LifecycleRequest | None] = None,
     ) -> BenefitOut:
-        return await service.pause_benefit(db, audit, caller.brand_id, benefit_id, data.reason if data else "")
+        return await catalogue.pause_benefit(db, audit, caller.brand_id, benefit_id, data.reason if data else "")
 
     @post("/{benefit_id:str}/resume", operation_id="resumeBenefit", status_code=200, summary="Resume (funder)")
     async def resume(
@@ -90,7 +90,7 @@ class BenefitController(Controller):
         benefit_id: FromPath[str],
         data: JSONBody[LifecycleRequest | None] = None,
     ) -> BenefitOut:
-        return await service.resume_benefit(db, audit, caller.brand_id, benefit_id, data.reason if data else "")
+        return await catalogue.resume_benefit(db, audit, caller.brand_id, benefit_id, data.reason if data else "")
 
     @post("/{benefit_id:str}/end", operation_id="endBenefit", status_code=200, summary="End for good (funder)")
     async def end(
@@ -101,7 +101,7 @@ class BenefitController(Controller):
         benefit_id: FromPath[str],
         data: JSONBody[LifecycleRequest | None] = None,
     ) -> BenefitOut:
-        return await service.end_benefit(db, audit, caller.brand_id, benefit_id, data.reason if data else "")
+        return await catalogue.end_benefit(db, audit, caller.brand_id, benefit_id, data.reason if data else "")
 
     @put(
         "/{benefit_id:str}/distributors",
@@ -111,7 +111,7 @@ class BenefitController(Controller):
     async def distributors(
         self, db: Db, caller: Caller, audit: Audit, benefit_id: FromPath[str], data: JSONBody[DistributorsUpdate]
     ) -> BenefitOut:
-        return await service.set_distributors(db, audit, caller.brand_id, benefit_id, data.distributors)
+        return await catalogue.set_distributors(db, audit, caller.brand_id, benefit_id, data.distributors)
 
     @post(
         "/{benefit_id:str}/coupons",
@@ -123,7 +123,14 @@ class BenefitController(Controller):
     async def issue(
         self, db: Db, caller: Caller, audit: Audit, benefit_id: FromPath[str], data: JSONBody[CouponIssue]
     ) -> CouponBatchOut:
-        return await service.issue_coupons(db, audit, caller.brand_id, benefit_id, data.count)
+        return await coupons.issue_coupons(db, audit, caller.brand_id, benefit_id, data.count)
+
+
+def _encoded(result: IdempotentResult[RedemptionOut]) -> Response[Any]:
+    """The answer as the JSON stored for replays (encoded once, sent as it is)."""
+    body: Any = result.encoded if result.encoded is not None else result.body
+    headers = replayed_headers(result.replayed)
+    return Response(body, status_code=result.status_code, media_type=MediaType.JSON, headers=headers)
 
 
 class RedemptionController(Controller):
@@ -145,15 +152,12 @@ class RedemptionController(Controller):
         caller, audit = provide_caller(request), provide_audit(request)
         pool = request.app.state.direct_pool  # PostgreSQL: the fast path first (None on SQLite)
         if pool is not None:
-            fast = await redeem_pg.redeem_direct(pool, audit, caller.brand_id, idempotency_key, data)
-            if fast is not None:  # its body is already JSON (as stored for replays): sent as it is
-                answer: Response[Any] = Response(
-                    fast.encoded or fast.body, status_code=fast.status_code, media_type=MediaType.JSON
-                )
-                return answer
+            fast = await redemption.redeem_direct(pool, audit, caller.brand_id, idempotency_key, data)
+            if fast is not None:
+                return _encoded(fast)
         async with session_factory(request.app.state)() as db:
             try:
-                result = await service.redeem(db, audit, caller.brand_id, idempotency_key, data)
+                result = await redemption.redeem(db, audit, caller.brand_id, idempotency_key, data)
             except Exception as exc:
                 if database_unavailable(exc):
                     await db.invalidate()  # as provide_db: never pool a connection an outage broke
@@ -161,7 +165,7 @@ class RedemptionController(Controller):
                     await db.rollback()
                 raise
             await db.commit()
-        return Response(result.body, status_code=result.status_code, headers=replayed_headers(result.replayed))
+        return _encoded(result)
 
     @get("/", operation_id="listRedemptions", summary="The calling brand's redemptions (as funding brand)")
     async def list(
@@ -172,11 +176,11 @@ class RedemptionController(Controller):
         limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
         offset: Annotated[int, QueryParameter(ge=0, le=100_000)] = 0,
     ) -> list[RedemptionOut]:
-        return await service.list_redemptions(db, caller.brand_id, benefit_id=benefit_id, limit=limit, offset=offset)
+        return await redemption.list_redemptions(db, caller.brand_id, benefit_id=benefit_id, limit=limit, offset=offset)
 
     @get("/{redemption_id:str}", operation_id="getRedemption", summary="One redemption")
     async def get(self, db: Db, caller: Caller, redemption_id: FromPath[str]) -> RedemptionOut:
-        return await service.get_redemption(db, caller.brand_id, redemption_id)
+        return await redemption.get_redemption(db, caller.brand_id, redemption_id)
 
     @post(
         "/{redemption_id:str}/reversal",
@@ -193,5 +197,5 @@ class RedemptionController(Controller):
         data: JSONBody[ReversalCreate | None] = None,
     ) -> Response[ReversalOut]:
         strict = data if data is not None else ReversalCreate()
-        result = await service.reverse_redemption(db, audit, caller.brand_id, redemption_id, idempotency_key, strict)
+        result = await reversal.reverse_redemption(db, audit, caller.brand_id, redemption_id, idempotency_key, strict)
         return Response(result.body, status_code=result.status_code, headers=replayed_headers(result.replayed))

@@ -20,12 +20,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
+from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.sql import ClauseElement
 
-__all__ = ["CONNECT_TIMEOUT", "close_direct_pool", "create_direct_pool"]
+__all__ = ["CONNECT_TIMEOUT", "DirectStatement", "close_direct_pool", "create_direct_pool"]
 
 CONNECT_TIMEOUT = 10.0
 """Seconds to open a connection: a database that is down fails the fast path quickly, and the general
@@ -64,3 +67,43 @@ async def close_direct_pool(pool: Any | None) -> None:
     except TimeoutError:
         with contextlib.suppress(Exception):
             pool.terminate()
+
+
+class DirectStatement:
+    """A SQLAlchemy Core statement compiled once for asyncpg: its SQL text (``$n`` placeholders) and how
+    to turn a dict of named parameters into asyncpg's positional arguments.
+
+    The same Core statement runs through a SQLAlchemy session on other paths; here SQLAlchemy's
+    execution layer (statement cache lookup, parameter processing, result wrapping) is skipped, but the
+    type processors it would apply to each parameter (e.g. UTC timestamps) still are. Literals of the
+    statement (``status = 'issued'``) are bound once, at compile time.
+    """
+
+    __slots__ = ("_required", "_template", "sql")
+
+    def __init__(self, statement: ClauseElement) -> None:
+        compiled: Any = statement.compile(dialect=asyncpg_dialect())  # type: ignore[no-untyped-call]
+        self.sql: str = compiled.string
+        processors: Mapping[str, Callable[[Any], Any]] = compiled._bind_processors
+        template: list[Any] = []
+        required: list[tuple[int, str, Callable[[Any], Any] | None]] = []
+        for index, name in enumerate(compiled.positiontup or ()):
+            bind = compiled.binds[name]
+            processor = processors.get(name)
+            if bind.value is None and bind.required:
+                required.append((index, name, processor))
+                template.append(None)
+            else:
+                template.append(
+                    processor(bind.value) if processor is not None and bind.value is not None else bind.value
+                )
+        self._template = tuple(template)
+        self._required = tuple(required)
+
+    def args(self, params: Mapping[str, Any]) -> list[Any]:
+        """The positional arguments for ``params`` (every named parameter of the statement)."""
+        out = list(self._template)
+        for index, name, processor in self._required:
+            value = params[name]
+            out[index] = processor(value) if processor is not None and value is not None else value
+        return out

@@ -210,7 +210,7 @@ async def _simulate_month(
     seed: int,
 ) -> dict[str, dict[str, int]]:
     """Benefits, coupons, redemptions, refunds, referrals and conversions with event times inside the month."""
-    from alliance.benefits import service as benefits
+    from alliance.benefits import catalogue, coupons, redemption, reversal
     from alliance.benefits.schemas import BenefitCreate, RedemptionCreate, ReversalCreate
     from alliance.db.base import simulated_clock
     from alliance.referrals import service as referrals
@@ -235,7 +235,7 @@ async def _simulate_month(
         with simulated_clock(start + timedelta(minutes=1)):
             for brand in brands:
                 name, value, min_spend = offers[brand.key]
-                created = await benefits.create_benefit(
+                created = await catalogue.create_benefit(
                     session,
                     AUDIT,
                     brand.id,
@@ -268,7 +268,7 @@ async def _simulate_month(
                         continue
                     shared = common[frozenset((funder.key, distributor.key))]
                     count = max(5, shared // 60)
-                    batch = await benefits.issue_coupons(session, AUDIT, distributor.id, benefit_of[funder.key], count)
+                    batch = await coupons.issue_coupons(session, AUDIT, distributor.id, benefit_of[funder.key], count)
                     stats[distributor.id]["issued"] += count
                     rate = 0.35 if shared >= 100 else 0.2
                     for coupon in batch.coupons:
@@ -298,7 +298,7 @@ async def _simulate_month(
                 if kind == "redeem":
                     funder, code = payload
                     amount = max(offers[funder.key][2], int(rng.lognormvariate(0, 0.45) * basket[funder.key]))
-                    result = await benefits.redeem(
+                    result = await redemption.redeem(
                         session,
                         AUDIT,
                         funder.id,
@@ -340,7 +340,7 @@ async def _simulate_month(
             with simulated_clock(at):
                 if kind == "refund":
                     funder, redemption_id, refund = payload
-                    await benefits.reverse_redemption(
+                    await reversal.reverse_redemption(
                         session,
                         AUDIT,
                         funder.id,

@@ -574,3 +574,15 @@ def test_version_in_force_input_errors() -> None:
         version_in_force(HISTORY, datetime(2026, 3, 1))  # naive on purpose
     with pytest.raises(ValueError, match="different contracts"):
         version_in_force([V1, v(2, utc(2026, 3, 1), contract_id="ctr-2")], utc(2026, 4, 1))
+
+
+def test_a_rejected_version_carries_the_alliances_reason() -> None:
+    rejected = {2: "commission above the alliance's ceiling"}
+    assert version_in_force(HISTORY, utc(2026, 2, 1), rejected=rejected).version == 1
+    with pytest.raises(VersionRejected, match="version 2 was rejected by the alliance: commission above") as info:
+        version_in_force(HISTORY, utc(2026, 3, 15), rejected=rejected)
+    assert (info.value.version, info.value.reason) == (2, rejected[2])
+    assert isinstance(info.value, NoContractInForce)
+    # A rejected version still ends its predecessor's period, and a later one takes over from it.
+    assert version_in_force(HISTORY, utc(2026, 6, 1), rejected=rejected).version == 3
+    assert version_in_force(HISTORY, utc(2026, 3, 15), rejected={}).version == 2

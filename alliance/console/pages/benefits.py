@@ -17,8 +17,8 @@ from litestar.params import FromPath, QueryParameter
 from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from alliance.benefits import service as benefits_service
 from alliance.benefits.schemas import BenefitOut
+from alliance.benefits.views import benefit_out
 from alliance.console import queries
 from alliance.console.charts import BarChart, bar_chart
 from alliance.console.rendering import render, translator
@@ -120,7 +120,7 @@ async def benefit_page(
             )
         ).all():
             distributors[benefit_id].append(brand_id)
-    out = [benefits_service.benefit_out(b, tags[b.id], distributors=distributors[b.id], now=now) for b in rows]
+    out = [benefit_out(b, tags[b.id], distributors=distributors[b.id], now=now) for b in rows]
     return BenefitPage(
         rows=out, page=page, pages=pages, total=total, first=offset + 1 if out else 0, last=offset + len(out)
     )
@@ -220,7 +220,7 @@ class BenefitPages(Controller):
         distributors = (
             await db.scalars(select(BenefitDistributor.brand_id).where(BenefitDistributor.benefit_id == benefit.id))
         ).all()
-        out = benefits_service.benefit_out(benefit, list(tags), distributors=list(distributors))
+        out = benefit_out(benefit, list(tags), distributors=list(distributors))
         chart = await burn_down(db, benefit)
         recent = await redemption_page(db, benefit_id=benefit.id, limit=10)
         t = translator(request)

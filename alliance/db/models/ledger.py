@@ -121,7 +121,7 @@ class LedgerPeriod(Base):
 
     The monthly close (issue 6) inserts the row with ``status = 'closed'`` and ``next_period``, the month
     that later events for this one post into as adjustments. Writers pick the period in the same INSERT
-    as the transaction (see ``alliance.ledger.service.open_period_for``).
+    as the transaction (see ``alliance.ledger.periods``).
     """
 
     __tablename__ = "ledger_periods"

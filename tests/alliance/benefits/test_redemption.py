@@ -46,9 +46,11 @@ async def setup(
     sessions: async_sessionmaker[AsyncSession],
     brand_a: BrandHandle,
     brand_b: BrandHandle,
+    redemption_store: str,
 ) -> dict[str, Any]:
     """Brand A funds a 10-yuan-off benefit (min spend 50) that brand B distributes under a contract:
-    B bears 30 % of the discount and earns 2 % of the order as commission."""
+    B bears 30 % of the discount and earns 2 % of the order as commission. Every test using it runs
+    through each redemption store (``redemption_store``: the fast path and the portable path)."""
     await make_contract(sessions, brand_a, brand_b, distributor_bp=3_000)
     benefit = await publish(client, brand_a, [brand_b])
     return {"benefit": benefit, "codes": await issue(client, brand_b, benefit["id"], 5)}
@@ -234,6 +236,7 @@ async def test_budget_exhaustion_stops_redemption_and_issuance_until_a_reversal(
     session: AsyncSession,
     brand_a: BrandHandle,
     brand_b: BrandHandle,
+    redemption_store: str,
 ) -> None:
     await make_contract(sessions, brand_a, brand_b)
     benefit = await publish(client, brand_a, [brand_b], budget_count=10, budget_amount=2_500)
@@ -264,6 +267,7 @@ async def test_percentage_benefit_is_capped(
     sessions: async_sessionmaker[AsyncSession],
     brand_a: BrandHandle,
     brand_b: BrandHandle,
+    redemption_store: str,
 ) -> None:
     await make_contract(sessions, brand_a, brand_b)
     benefit = await publish(
@@ -336,6 +340,7 @@ async def test_reversal_window(
     sessions: async_sessionmaker[AsyncSession],
     brand_a: BrandHandle,
     brand_b: BrandHandle,
+    redemption_store: str,
 ) -> None:
     await make_contract(sessions, brand_a, brand_b, coupon_commission=contracts.FixedCommission(amount=100))
     benefit = await publish(client, brand_a, [brand_b], reversal_window_days=0)

@@ -1,8 +1,8 @@
 """The two redemption paths write the same thing.
 
-On PostgreSQL a redemption takes the two-statement fast path (`alliance.benefits.redeem_pg`); on SQLite
-the general path through the session. This test makes the same assertions, with literal expected
-values, on both backends - so both paths must leave the same rows behind: coupon, budget, member usage,
+On PostgreSQL a redemption takes the two-statement fast path (`redemption_store.AsyncpgStore`); on
+SQLite the portable path through the session (`CoreStore`). This test makes the same assertions, with
+literal expected values, on both backends - so both paths must leave the same rows behind: coupon, budget, member usage,
 month-to-date total, ledger transaction and postings, redemption, webhook outbox, idempotency record and
 audit row.
 """
@@ -15,10 +15,11 @@ import msgspec
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from alliance.benefits import redeem_pg, service
+from alliance.benefits import redemption, redemption_rules, redemption_store, rules
+from alliance.core.settings import Settings
 from alliance.db.models import (
     AuditEntry,
     Benefit,
@@ -31,7 +32,8 @@ from alliance.db.models import (
     Redemption,
     WebhookDelivery,
 )
-from tests.alliance.benefits.support import idem, issue, make_contract, publish
+from alliance.db.session import create_engine, create_session_factory
+from tests.alliance.benefits.support import idem, issue, make_contract, publish, redeem
 from tests.conftest import Database
 from tests.helpers import BrandHandle, assert_problem
 
@@ -116,14 +118,18 @@ async def test_fast_and_general_paths_write_the_same_rows(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     fast_answers: list[bool] = []  # which requests the fast path answered (it is only watched, not replaced)
-    try_redeem = redeem_pg.try_redeem
+    redeem_direct = redemption.redeem_direct
 
     async def watched(*args: Any) -> Any:
-        answer = await try_redeem(*args)
+        try:
+            answer = await redeem_direct(*args)
+        except Exception:
+            fast_answers.append(True)  # a refusal, answered by the fast path itself
+            raise
         fast_answers.append(answer is not None)
         return answer
 
-    monkeypatch.setattr(redeem_pg, "try_redeem", watched)
+    monkeypatch.setattr(redemption, "redeem_direct", watched)
     await make_contract(sessions, brand_a, brand_b, distributor_bp=3_000)
     benefit = await publish(client, brand_a, [brand_b], per_member_limit=2)
     first_code, second_code, third_code = await issue(client, brand_b, benefit["id"], 3)
@@ -157,7 +163,7 @@ async def test_fast_and_general_paths_write_the_same_rows(
             "currency": "CNY",
             "channel": "store",
             "store_id": "sh-01",
-            "member_hash": service.member_digest(brand_a.id, "member-7"),
+            "member_hash": rules.member_digest(brand_a.id, "member-7"),
             "contract_id": plain.json()["contract_id"],
             "contract_version": 1,
             "commission": 240,
@@ -187,7 +193,7 @@ async def test_fast_and_general_paths_write_the_same_rows(
             True,
             True,
         ),
-        "idempotency": (brand_a.id, service.REDEEM_OPERATION, 201, 64),
+        "idempotency": (brand_a.id, redemption_rules.REDEEM_OPERATION, 201, 64),
         "audit": (
             True,
             brand_a.id,
@@ -227,10 +233,62 @@ async def test_fast_and_general_paths_write_the_same_rows(
     assert "order_reference" not in by_brand[brand_b.id]["data"]
     assert by_brand[brand_a.id]["id"] == by_brand[brand_b.id]["id"]
 
-    # The member has used the benefit twice, its limit: refused (the fast path hands over), nothing written.
+    # The member has used the benefit twice, its limit: refused (by the fast path itself), nothing written.
     refused = await client.post("/v1/redemptions", json=body(third_code), headers={**brand_a.headers, **idem()})
     assert_problem(refused, 409, "member-limit-reached")
+    assert fast_answers == ([True, True, True] if database.backend == "postgresql" else [])
     session.expire_all()
     assert await session.scalar(select(func.count()).select_from(Redemption)) == 2
     assert await session.scalar(select(Coupon.status).where(Coupon.status == "issued")) == "issued"
     assert await session.scalar(select(func.sum(CommissionMonthTotal.total))) == 2 * 240
+
+
+@pytest.mark.parametrize(
+    ("race", "slug"),
+    [("coupon", "coupon-already-redeemed"), ("budget", "budget-exhausted"), ("pause", "benefit-paused")],
+)
+async def test_a_race_lost_at_write_time_is_read_and_decided_again(
+    client: AsyncTestClient[Litestar],
+    sessions: async_sessionmaker[AsyncSession],
+    session: AsyncSession,
+    brand_a: BrandHandle,
+    brand_b: BrandHandle,
+    race_store: str,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    race: str,
+    slug: str,
+) -> None:
+    """Between a redemption's read and its write a concurrent request changes what it read: the write's
+    guard fails, nothing is written, and the redemption is read and decided again by the same rules (on
+    PostgreSQL the fast path hands it to the portable path for that)."""
+    await make_contract(sessions, brand_a, brand_b)
+    benefit = await publish(client, brand_a, [brand_b])
+    [code] = await issue(client, brand_b, benefit["id"])
+    concurrent = {
+        "coupon": update(Coupon).values(status="redeemed"),
+        "budget": update(Benefit).values(spent_count=Benefit.budget_count),
+        "pause": update(Benefit).values(status="paused"),
+    }[race]
+    writes: list[str] = []
+    for store in (redemption_store.AsyncpgStore, redemption_store.CoreStore):
+        original = store.write
+
+        async def racing(self: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            if not writes:  # the first write only: the concurrent request commits just before it
+                engine = create_engine(settings.database_url)  # on the app's event loop, as the server
+                async with create_session_factory(engine)() as other, other.begin():
+                    await other.execute(concurrent)
+                await engine.dispose()
+            writes.append(type(self).__name__)
+            return await _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(store, "write", racing)
+    response = await redeem(client, brand_a, code, 12_000)
+    assert_problem(response, 409, slug)
+    first = "AsyncpgStore" if race_store == "direct" else "CoreStore"
+    assert writes == [first]  # the second read refused it: no second write
+    session.expire_all()
+    assert await session.scalar(select(func.count()).select_from(Redemption)) == 0
+    assert await session.scalar(select(func.count()).select_from(LedgerTransaction)) == 0
+    assert await session.scalar(select(func.count()).select_from(IdempotencyRecord)) == 0

@@ -93,7 +93,9 @@ BAD_POSTINGS: list[tuple[list[tuple[Any, ...]], str | None]] = [
     ([(A, "100"), (B, "-100")], "invalid-amount"),
     ([(A, True), (B, -1)], "invalid-amount"),
     ([(A, 2**63), (B, -(2**63))], "amount-out-of-range"),
-    ([(A, 2**63 - 1), (A, 1), (B, -(2**63 - 1)), (B, -1)], None),  # every leg in range: fine
+    ([(A, 2**63 - 1), (A, 1), (B, -(2**63 - 1)), (B, -1)], "amount-out-of-range"),  # fits a bigint, not the bound
+    ([(A, 10**12 + 1), (B, -(10**12) - 1)], "amount-out-of-range"),  # contracts.bounds.MAX_AMOUNT + 1
+    ([(A, 10**12), (A, 1), (B, -(10**12)), (B, -1)], None),  # every leg within the bound: fine
     ([(A, 0), (B, 0)], "invalid-amount"),
     ([("brand:x:y:payable", 1), (B, -1)], "invalid-account"),
     ([("cash", 1), (B, -1)], "invalid-account"),

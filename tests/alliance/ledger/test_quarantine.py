@@ -17,6 +17,7 @@ from alliance.core.audit import AuditContext
 from alliance.core.problems import Problem
 from alliance.db.models import AuditEntry, LedgerAccount, LedgerQuarantine, LedgerTransaction
 from alliance.ledger import quarantine
+from alliance.ledger import service as ledger
 from alliance.ledger.chain import ChainPosting
 from alliance.ledger.sealer import run_sealer
 from alliance.settlement.close import close_month
@@ -93,6 +94,9 @@ async def test_an_overflowing_transaction_is_held_and_everyone_else_keeps_sealin
         assert await quarantine.held_count(session) == 2 and quarantine.HELD_GAUGE._value.get() == 2
 
     await post(sessions, brand_a.id, brand_b.id, 99, "later-still")  # the held ones block nobody
+    async with sessions() as session:  # and count in no live balance
+        live = {(b.account, b.currency): b.balance for b in await ledger.live_balances(session, brand_a.id)}
+        assert live[(f"brand:{brand_a.id}:payable", "CNY")] == 99
     report = await verify(sessions)
     assert report.ok and report.problem is None, report.problem
     assert report.transactions == 2 and report.quarantined == 2
