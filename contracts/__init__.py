@@ -86,6 +86,7 @@ from contracts.terms import (
 from contracts.validation import decode_terms, validate_terms
 from contracts.versions import validate_new_version, version_in_force
 
+# pylint: disable=duplicate-code  # __all__ re-lists contracts.errors.__all__ on purpose: one public surface
 __all__ = [
     "ANY_BENEFIT",
     "BASIS_POINTS_PER_UNIT",
