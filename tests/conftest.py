@@ -27,6 +27,7 @@ from alliance.db.base import Base
 from alliance.db.migrate import migrate
 from alliance.db.session import create_engine, create_session_factory
 from tests.helpers import BrandHandle, make_admin_key, make_brand
+from tests.procs import exchange_env, running_server
 
 BACKENDS = ("sqlite", "postgresql")
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -56,6 +57,19 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             [pytest.param(b, marks=getattr(pytest.mark, b)) for b in backends],
             scope="session",
         )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (``--dist loadgroup``, the default: see pyproject.toml), the tests of a module
+    that share a module-scoped fixture (a live server, a seeded database, a browser) run on one worker, per
+    backend, so that the fixture is built once rather than once per worker."""
+    for item in items:
+        info = getattr(item, "_fixtureinfo", None)
+        if info is None or not any(defs[-1].scope == "module" for defs in info.name2fixturedefs.values()):
+            continue
+        callspec = getattr(item, "callspec", None)
+        backend = callspec.params.get("backend", "-") if callspec is not None else "-"
+        item.add_marker(pytest.mark.xdist_group(f"{item.nodeid.split('::')[0]}@{backend}"))
 
 
 def pg_admin_url() -> str:
@@ -123,14 +137,41 @@ async def _empty_tables(factory: async_sessionmaker[AsyncSession]) -> None:
         await session.commit()
 
 
-@pytest.fixture
-def settings(database: Database) -> Settings:
-    return Settings(database_url=database.url, auto_migrate=False)
+@dataclass(frozen=True)
+class BuiltApp:
+    """The app under test, built once per backend, and its state as built (restored before each test)."""
+
+    app: Litestar
+    initial_state: dict[str, object]
+
+
+@pytest.fixture(scope="session")
+def built_app(database: Database) -> BuiltApp:
+    """Building the app (routes, OpenAPI, console) costs about half a second, so it is done once per backend.
+    Each test still runs the app's lifespan afresh (engine, workers) through its own test client.
+
+    The heap is not frozen: ``gc.freeze`` after every test client's start would pile the objects of every
+    earlier test into the permanent generation (``tests/alliance/spine/test_heap.py`` tests the freeze).
+    """
+    settings = Settings(database_url=database.url, auto_migrate=False, freeze_heap=False)
+    app = create_app(settings, configure_logs=False)
+    return BuiltApp(app=app, initial_state=app.state.dict())
 
 
 @pytest.fixture
-async def app(settings: Settings) -> Litestar:
-    return create_app(settings, configure_logs=False)
+def settings(built_app: BuiltApp) -> Settings:
+    app_settings: Settings = built_app.app.state.settings
+    return app_settings
+
+
+@pytest.fixture
+def app(built_app: BuiltApp) -> Litestar:
+    """The backend's app with the state it was built with: whatever an earlier test left in ``app.state``
+    (a console verification job, the CSRF secret read from the then database) is dropped."""
+    state = built_app.app.state
+    state.clear()
+    state.update(built_app.initial_state)
+    return built_app.app
 
 
 @pytest.fixture
@@ -157,6 +198,26 @@ async def session(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[A
 async def client(app: Litestar, sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncTestClient[Litestar]]:
     async with AsyncTestClient(app=app) as test_client:
         yield test_client
+
+
+@dataclass(frozen=True)
+class LiveServer:
+    """A real ``alliance serve`` on the test database: its base URL, log file and environment."""
+
+    base: str
+    log_path: Path
+    env: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+def live_server(database: Database, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """``alliance serve`` on the test database, shared by the tests of a module (each test still starts
+    from empty tables: request ``sessions``). It runs as in production, its webhook worker and ledger
+    sealer included, so it is stopped when the module is done rather than left running under others."""
+    log_path = tmp_path_factory.mktemp("live-server") / "server.log"
+    env = exchange_env(database.url, auto_migrate="false")
+    with running_server(["serve"], env, log_path) as base:
+        yield LiveServer(base=base, log_path=log_path, env=env)
 
 
 @pytest.fixture
