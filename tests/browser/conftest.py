@@ -139,10 +139,12 @@ def live(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Liv
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    """Chromium for a module's tests; every test gets a fresh context of its own (see ``tab``). (Not one
-    per session: Playwright's sync API keeps an event loop of its own, which must not outlive the module
-    into the async tests.)"""
+def browser(live: LiveConsole) -> Iterator[Browser]:
+    """Chromium for a module's tests; every test gets a fresh context of its own (see ``tab``).
+
+    While it runs, Playwright's sync API keeps its event loop running on this thread, where
+    ``asyncio.run`` then refuses to work: so it starts after the live server (and the modules' seeding,
+    which depends on ``live`` too), and it is not kept for the session (the async tests would fail)."""
     install_browser_prerequisites()
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
