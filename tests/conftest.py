@@ -62,10 +62,33 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         )
 
 
+# Test files that take tens of seconds (a demo build, a load under faults, a browser, two agents): run
+# first, in this order, so that under pytest-xdist they do not start last and leave one worker busy
+# while the other idles (longest first). Everything else keeps pytest's order.
+SLOW_FIRST = (
+    "tests/demo/",
+    "tests/faults/",
+    "tests/browser/",
+    "tests/e2e/",
+    "tests/fuzz/",
+    "tests/docs/",
+    "tests/security/",
+    "tests/alliance/benefits/test_concurrency.py",
+    "tests/alliance/settlement/test_killed_close.py",
+)
+
+
+def _slow_rank(item: pytest.Item) -> int:
+    path = item.nodeid.split("::")[0]
+    return next((rank for rank, prefix in enumerate(SLOW_FIRST) if path.startswith(prefix)), len(SLOW_FIRST))
+
+
+@pytest.hookimpl(trylast=True)  # after pytest has grouped the tests by backend
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under pytest-xdist (``--dist loadgroup``, the default: see pyproject.toml), the tests of a module
     that share a module-scoped fixture (a live server, a seeded database, a browser) run on one worker, per
-    backend, so that the fixture is built once rather than once per worker."""
+    backend, so that the fixture is built once rather than once per worker; and the slow ones go first."""
+    items.sort(key=_slow_rank)  # stable: within a rank, pytest's order (by backend) stays
     for item in items:
         info = getattr(item, "_fixtureinfo", None)
         if info is None or not any(defs[-1].scope == "module" for defs in info.name2fixturedefs.values()):
@@ -149,13 +172,36 @@ def fresh_database(backend: str, tmp_dir: Path) -> Database:
 
 
 @pytest.fixture(scope="session")
-def database(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
-    """One migrated database per backend for the whole run; tests get it emptied (see ``app``)."""
-    db = fresh_database(backend, tmp_path_factory.mktemp(backend))
-    migrate(db.url)
-    yield db
-    if backend == "postgresql":
-        drop_pg_database(db.url)
+def _per_backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, tuple[Database, BuiltApp]]]:
+    """The database and app of each backend, made on first use and kept for the whole run.
+
+    ``database`` and ``built_app`` are session-scoped but depend on the parametrised ``backend``, and
+    pytest tears such a fixture down whenever the next test has the other backend - which happens often
+    under pytest-xdist, where a worker gets tests in no particular backend order. Kept here, a switch
+    costs nothing."""
+    made: dict[str, tuple[Database, BuiltApp]] = {}
+    yield made
+    for db, _ in made.values():
+        if db.backend == "postgresql":
+            drop_pg_database(db.url)
+
+
+def _backend_setup(
+    backend: str, made: dict[str, tuple[Database, BuiltApp]], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Database, BuiltApp]:
+    if backend not in made:
+        db = fresh_database(backend, tmp_path_factory.mktemp(backend))
+        migrate(db.url)
+        made[backend] = (db, _build_app(db))
+    return made[backend]
+
+
+@pytest.fixture(scope="session")
+def database(
+    backend: str, _per_backend: dict[str, tuple[Database, BuiltApp]], tmp_path_factory: pytest.TempPathFactory
+) -> Database:
+    """One migrated database per backend for the whole run; tests get it emptied (see ``sessions``)."""
+    return _backend_setup(backend, _per_backend, tmp_path_factory)[0]
 
 
 async def _empty_tables(factory: async_sessionmaker[AsyncSession]) -> None:
@@ -199,8 +245,7 @@ class BuiltApp:
     initial_state: dict[str, object]
 
 
-@pytest.fixture(scope="session")
-def built_app(database: Database) -> BuiltApp:
+def _build_app(database: Database) -> BuiltApp:
     """Building the app (routes, OpenAPI, console) costs about half a second, so it is done once per backend.
     Each test still runs the app's lifespan afresh (engine, workers) through its own test client.
 
@@ -210,6 +255,13 @@ def built_app(database: Database) -> BuiltApp:
     settings = Settings(database_url=database.url, auto_migrate=False, freeze_heap=False)
     app = create_app(settings, configure_logs=False)
     return BuiltApp(app=app, initial_state=app.state.dict())
+
+
+@pytest.fixture(scope="session")
+def built_app(
+    backend: str, _per_backend: dict[str, tuple[Database, BuiltApp]], tmp_path_factory: pytest.TempPathFactory
+) -> BuiltApp:
+    return _backend_setup(backend, _per_backend, tmp_path_factory)[1]
 
 
 @pytest.fixture
