@@ -15,6 +15,7 @@ import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -83,19 +84,33 @@ def _slow_rank(item: pytest.Item) -> int:
     return next((rank for rank, prefix in enumerate(SLOW_FIRST) if path.startswith(prefix)), len(SLOW_FIRST))
 
 
-@pytest.hookimpl(trylast=True)  # after pytest has grouped the tests by backend
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (``--dist loadgroup``, the default: see pyproject.toml), the tests of a module
-    that share a module-scoped fixture (a live server, a seeded database, a browser) run on one worker, per
-    backend, so that the fixture is built once rather than once per worker; and the slow ones go first."""
-    items.sort(key=_slow_rank)  # stable: within a rank, pytest's order (by backend) stays
-    for item in items:
-        info = getattr(item, "_fixtureinfo", None)
-        if info is None or not any(defs[-1].scope == "module" for defs in info.name2fixturedefs.values()):
-            continue
-        callspec = getattr(item, "callspec", None)
-        backend = callspec.params.get("backend", "-") if callspec is not None else "-"
-        item.add_marker(pytest.mark.xdist_group(f"{item.nodeid.split('::')[0]}@{backend}"))
+@pytest.hookimpl(tryfirst=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadfile`` (the default: see pyproject.toml), one step finer: a unit of work is a test
+    file on one backend. The tests of a file that share a module-scoped fixture (a live server, a seeded
+    database, a browser) then run on one worker, in order - the fixture is built once, not once per
+    worker, and a module's later tests may build on its earlier ones (the browser tests do) - while the
+    SQLite and PostgreSQL halves of a file still run in parallel. (xdist's ``loadgroup`` marks would do,
+    but pytest 9.2 no longer lets xdist rename the tests it groups.)"""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class FileAndBackendScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path, _, test = nodeid.partition("::")
+            params = test[test.find("[") :] if "[" in test else ""
+            return f"{path}|{next((b for b in BACKENDS if b in params), '-')}"
+
+    return FileAndBackendScheduling(config, log)
+
+
+@pytest.hookimpl(wrapper=True, specname="pytest_collection_modifyitems")
+def pytest_collection_modifyitems_slow_first(items: list[pytest.Item]) -> Iterator[None]:
+    """The slow files first (after pytest has ordered the tests by backend); xdist keeps this order of
+    the units of work (``--no-loadscope-reorder``)."""
+    yield
+    items.sort(key=_slow_rank)  # stable: within a rank, the order so far stays
 
 
 def pg_admin_url() -> str:
