@@ -162,6 +162,7 @@ def drop_pg_database(url: str) -> None:
     whole server (seconds on a busy one), so a detached process of its own does it while the tests go on
     (and after the run ends). Its connections are cut at once (``WITH (FORCE)``)."""
     name = url.rsplit("/", 1)[1]
+    _dropping[:] = [process for process in _dropping if process.poll() is None]  # reaps the finished ones
     _dropping.append(
         subprocess.Popen(
             [sys.executable, "-c", _DROP, pg_admin_url(), name],
