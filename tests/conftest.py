@@ -3,6 +3,12 @@
 ``--db sqlite,postgresql`` (the default) selects both. PostgreSQL is reached through
 ``ALLIANCE_TEST_POSTGRES_URL`` (default: the local server with trust auth); each run creates a throwaway
 database and drops it at the end. A selected backend that cannot be reached is an error, not a skip.
+
+Cheap per test, real throughout: per backend, one migrated database and one app for the whole run (each
+test starts from emptied tables and runs the app's lifespan through its own test client); ``live_server``
+is a real ``alliance serve`` shared by a module's tests; the command lines run in-process
+(``tests/commands.py``). pytest-xdist runs it all on every core: each worker has its own databases, and a
+test file runs on one worker per backend (``pytest_xdist_make_scheduler``).
 """
 
 from __future__ import annotations
