@@ -126,7 +126,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
         middleware=[prometheus.middleware, RequestBounds()],  # deep JSON, NUL: 400 before decoding
         plugins=[StrictStructSchemaPlugin()],  # forbid_unknown_fields bodies: additionalProperties false
         # The workers need the database's session factory; the heap is frozen once everything has started.
-        lifespan=[database, webhook_worker, ledger_sealer, frozen_startup_heap],
+        lifespan=[database, webhook_worker, ledger_sealer, *([frozen_startup_heap] if settings.freeze_heap else [])],
         request_max_body_size=settings.max_body_bytes,
         logging_config=None,
         openapi_config=OpenAPIConfig(

@@ -60,6 +60,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     # PostgreSQL: connections per worker for the redemption fast path (alliance.db.direct); also how many
     # redemptions per worker may contend for a benefit's budget row at once (the rest wait their turn).
     redemption_connections: int = 4
+    # Freeze the start-up heap out of the collector's full passes (alliance.core.heap). Off only where many
+    # apps start in one process (the tests), which would each pay a full collection for nothing.
+    freeze_heap: bool = True
 
     def __post_init__(self) -> None:
         if not self.database_url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):

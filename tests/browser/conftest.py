@@ -1,27 +1,31 @@
 """Browser tests: Debian's Chromium, driven by Playwright, against a real ``alliance serve`` with a fresh
-database per backend. Screenshots (1366x768) go to ``test-artifacts/screenshots/<backend>/``.
+database per module and backend. Screenshots (1366x768) go to ``test-artifacts/screenshots/<backend>/``.
 
 Playwright's own browser download is never used (the machines have no internet): ``/usr/bin/chromium``
-comes from apt (``.ci/run`` installs it).
+and a CJK font (so that Chinese pages render as text, not boxes) come from the OS package manager. When
+they are missing, the first browser test installs them (``apt-get install chromium fonts-wqy-microhei``,
+as root or through password-less ``sudo``), once per machine: a file lock makes the other test
+processes wait for it. Without the rights to install, the tests fail saying what to install.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
-import socket
+import shutil
 import subprocess
-import sys
-import time
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
 from alliance.db.migrate import migrate
+from tests import commands
 from tests.conftest import drop_pg_database, fresh_database
+from tests.procs import exchange_env, running_server
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -32,11 +36,72 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+CJK_FONT_NAMES = ("wenquanyi", "noto sans cjk")
+# Debian package -> what it provides; installed when the thing is missing.
+PACKAGES = {"chromium": CHROMIUM, "fonts-wqy-microhei": "a CJK font"}
+INSTALL_LOCK = Path(tempfile.gettempdir()) / "alliance-tests-browser-install.lock"
 VIEWPORT = {"width": 1366, "height": 768}
 ARTIFACTS = Path(__file__).parents[2] / "test-artifacts" / "screenshots"
-ALLIANCE = [sys.executable, "-m", "alliance.cli"]
 ADMIN = ("ada", "correct horse battery staple")
 AUDITOR = ("li.wei", "auditor reads everything")
+
+
+def _has_cjk_font() -> bool:
+    if not shutil.which("fc-list"):
+        return False
+    fonts = subprocess.run(["fc-list"], capture_output=True, text=True, timeout=60).stdout.lower()
+    return any(name in fonts for name in CJK_FONT_NAMES)
+
+
+def missing_packages() -> list[str]:
+    """The Debian packages the browser tests need and this machine lacks."""
+    missing = [] if Path(CHROMIUM).exists() else ["chromium"]
+    return missing if _has_cjk_font() else [*missing, "fonts-wqy-microhei"]
+
+
+def _installer() -> list[str] | None:
+    """How to run apt-get with root rights here: directly as root, through password-less sudo, or not at all."""
+    if not shutil.which("apt-get"):
+        return None
+    if os.geteuid() == 0:
+        return ["apt-get"]
+    if shutil.which("sudo") and subprocess.run(["sudo", "-n", "true"], capture_output=True, timeout=30).returncode == 0:
+        return ["sudo", "-n", "apt-get"]
+    return None
+
+
+def install_browser_prerequisites() -> None:
+    """Install Chromium and a CJK font when missing; under a file lock, so parallel test processes install
+    once. Fails the test (not the run) with the exact command when this process may not install."""
+    if not missing_packages():
+        return
+    with INSTALL_LOCK.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes; the others then find it installed
+        missing = missing_packages()
+        if not missing:
+            return
+        wanted = ", ".join(f"{PACKAGES[p]} ({p})" for p in missing)
+        by_hand = f"sudo apt-get install -y {' '.join(missing)}"
+        apt = _installer()
+        if apt is None:
+            pytest.fail(
+                f"the browser tests need {wanted}, and this user cannot install them: run `{by_hand}` "
+                "(or the same packages with your OS package manager), or deselect them with --ignore=tests/browser",
+                pytrace=False,
+            )
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        install = [*apt, "-o", "DPkg::Lock::Timeout=300", "install", "-y", "-qq", *missing]
+        done = subprocess.run(install, env=env, capture_output=True, text=True, timeout=1800)
+        if done.returncode != 0:  # a fresh machine may have no package lists yet
+            subprocess.run([*apt, "update", "-qq"], env=env, capture_output=True, text=True, timeout=1800)
+            done = subprocess.run(install, env=env, capture_output=True, text=True, timeout=1800)
+        still = missing_packages()
+        if done.returncode != 0 or still:
+            pytest.fail(
+                f"installing {wanted} failed (`{' '.join(install)}` exit {done.returncode}; still missing: {still}); "
+                f"run `{by_hand}` by hand:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}",
+                pytrace=False,
+            )
 
 
 @dataclass(frozen=True)
@@ -50,12 +115,6 @@ class LiveConsole:
         return ARTIFACTS / self.backend
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def live(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveConsole]:
     """A migrated, empty database with an admin and an auditor (made by ``alliance user add``), served
@@ -63,50 +122,30 @@ def live(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Liv
     tmp = tmp_path_factory.mktemp(f"browser-{backend}")
     db = fresh_database(backend, tmp)
     migrate(db.url)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ALLIANCE_")}
-    env["ALLIANCE_DATABASE_URL"] = db.url
-    for (username, password), role in ((ADMIN, "admin"), (AUDITOR, "auditor")):
-        subprocess.run(
-            [*ALLIANCE, "user", "add", username, "--role", role, "--password-stdin"],
-            env=env,
-            input=password + "\n",
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=True,
-        )
-    port = _free_port()
-    log_path = tmp / "server.log"
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [*ALLIANCE, "serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-    base = f"http://127.0.0.1:{port}"
+    env = exchange_env(db.url)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"server did not start:\n{log_path.read_text()}")
-            time.sleep(0.1)
-        live = LiveConsole(base=base, backend=backend, env=env)
-        live.screenshots.mkdir(parents=True, exist_ok=True)
-        yield live
+        for (username, password), role in ((ADMIN, "admin"), (AUDITOR, "auditor")):
+            added = commands.run(
+                commands.ALLIANCE, ["user", "add", username, "--role", role, "--password-stdin"], env, password + "\n"
+            )
+            assert added.returncode == 0, added.stderr
+        with running_server(["serve"], env, tmp / "server.log") as base:
+            live = LiveConsole(base=base, backend=backend, env=env)
+            live.screenshots.mkdir(parents=True, exist_ok=True)
+            yield live
     finally:
-        process.terminate()
-        process.wait(timeout=10)
         if backend == "postgresql":
             drop_pg_database(db.url)
 
 
 @pytest.fixture(scope="module")
 def browser(live: LiveConsole) -> Iterator[Browser]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium); .ci/run does")
+    """Chromium for a module's tests; every test gets a fresh context of its own (see ``tab``).
+
+    While it runs, Playwright's sync API keeps its event loop running on this thread, where
+    ``asyncio.run`` then refuses to work: so it starts after the live server (and the modules' seeding,
+    which depends on ``live`` too), and it is not kept for the session (the async tests would fail)."""
+    install_browser_prerequisites()
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield chromium

@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import subprocess
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,7 +18,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 import contracts
 from privacy.blind import blind_batch, hash_and_blind_batch
 from privacy.keys import clamp_scalar
-from tests.browser.conftest import ALLIANCE, LiveConsole
+from tests import commands
+from tests.browser.conftest import LiveConsole
 
 ALLIANCE_ID = b"browser-alliance"
 EPOCH = "2026-11"
@@ -45,14 +45,8 @@ def phones(start: int, count: int) -> list[bytes]:
 
 
 def add_brand(live: LiveConsole, name: str, category: str) -> Agent:
-    done = subprocess.run(
-        [*ALLIANCE, "brand", "add", name, "--category", category, "--json"],
-        env=live.env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
+    done = commands.run(commands.ALLIANCE, ["brand", "add", name, "--category", category, "--json"], live.env)
+    assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
     agent = Agent(id=out["brand"]["id"], name=name, key=out["api_key"]["secret"])
     public = contracts.public_key_bytes(agent.signing)

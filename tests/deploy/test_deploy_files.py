@@ -4,10 +4,7 @@ and documents, the image's entrypoint and commands exist, and the production-sty
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
@@ -16,10 +13,10 @@ import pytest
 import yaml
 
 from alliance.core.settings import ENV_PREFIX, Settings
+from tests import commands
 from tests.conftest import create_pg_database, drop_pg_database, selected_backends
-from tests.procs import free_port, running_server
+from tests.procs import exchange_env, running_server
 
-ALLIANCE = [sys.executable, "-m", "alliance.cli"]
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 KNOWN = {ENV_PREFIX + name.upper() for name in Settings.__struct_fields__}
@@ -81,7 +78,7 @@ def test_image_entrypoint_and_commands_exist() -> None:
     for args in used_commands:
         if not args or args[0] not in {"serve", "migrate"}:
             continue
-        result = subprocess.run([*ALLIANCE, *args, "--help"], capture_output=True, text=True, timeout=60)
+        result = commands.run(commands.ALLIANCE, [*args, "--help"])
         assert result.returncode == 0, result.stderr
 
 
@@ -91,15 +88,12 @@ def test_production_style_start_serves_the_api(tmp_path: Path, request: pytest.F
         pytest.skip("the production-style start needs PostgreSQL (not selected with --db)")
     url = create_pg_database()
     try:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ALLIANCE_")}
-        env |= {"ALLIANCE_DATABASE_URL": url, "ALLIANCE_AUTO_MIGRATE": "false", "ALLIANCE_WORKERS": "2"}
-        migrated = subprocess.run([*ALLIANCE, "migrate"], env=env, capture_output=True, text=True, timeout=120)
+        env = exchange_env(url, auto_migrate="false", workers="2")
+        migrated = commands.run(commands.ALLIANCE, ["migrate"], env)
         assert migrated.returncode == 0, migrated.stderr
-        added = subprocess.run(
-            [*ALLIANCE, "brand", "add", "Deploy Check", "--json"], env=env, capture_output=True, text=True, timeout=60
-        )
+        added = commands.run(commands.ALLIANCE, ["brand", "add", "Deploy Check", "--json"], env)
         secret = json.loads(added.stdout)["api_key"]["secret"]
-        with running_server(["serve", "--port", str(free_port())], env, tmp_path / "prod.log") as base:
+        with running_server(["serve"], env, tmp_path / "prod.log") as base:
             for _ in range(20):  # spread over both workers
                 ready = httpx.get(f"{base}/ready", timeout=5)
                 assert ready.status_code == 200

@@ -20,7 +20,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -37,11 +36,12 @@ from alliance.app import create_app
 from alliance.core.settings import Settings
 from alliance.ledger import service as ledger
 from privacy.psi import MembershipReport, membership, sign_membership_report
+from tests import commands
 from tests.alliance.ledger.support import owes
 from tests.alliance.matches.psi_setup import Party, msgspec_terms, phones
 from tests.conftest import Database
 from tests.helpers import BrandHandle, make_admin_key, make_brand
-from tests.procs import free_port, running_server
+from tests.procs import running_server
 
 ROOT = Path(__file__).resolve().parents[2]
 GUIDE = ROOT / "docs" / "api.md"
@@ -292,7 +292,7 @@ async def seeded(sessions: async_sessionmaker[AsyncSession]) -> tuple[BrandHandl
 @pytest.fixture
 def server(database: Database, clean_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
     env = {**clean_env, "ALLIANCE_DATABASE_URL": database.url, "ALLIANCE_WEBHOOKS_WORKER": "false"}
-    with running_server(["serve", "--port", str(free_port())], env, tmp_path / "server.log") as base:
+    with running_server(["serve"], env, tmp_path / "server.log") as base:
         yield base
 
 
@@ -305,13 +305,7 @@ def test_every_curl_example_runs_against_a_real_server(
 ) -> None:
     assert shutil.which("curl"), "the API guide test needs the curl command"
     a_handle, b_handle, admin, month = seeded
-    closed = subprocess.run(
-        [sys.executable, "-m", "alliance.cli", "close", "--month", month, "--database-url", database.url],
-        env=clean_env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    closed = commands.run(commands.ALLIANCE, ["close", "--month", month, "--database-url", database.url], clean_env)
     assert closed.returncode == 0, closed.stderr
     a, b = Party(a_handle), Party(b_handle)
     work = tmp_path / "work"

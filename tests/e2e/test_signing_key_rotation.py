@@ -7,9 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import os
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -22,20 +19,17 @@ from alliance.partner.client import PartnerClient
 from alliance.partner.keystore import AgentStore
 from alliance.partner.psi_client import PsiApi
 from privacy.keys import SigningKey, load_key_file
-from tests.conftest import Database
-from tests.e2e.test_two_agents import PARTNER, Brand, contract
+from tests import commands
+from tests.conftest import Database, LiveServer
+from tests.e2e.test_two_agents import Brand, contract
 from tests.helpers import BrandHandle, make_brand
-from tests.procs import free_port, running_server
 
 PSI = {"segment_tags": ["psi"], "disclosure": "cardinality", "min_k": 100}
 
 
 @pytest.fixture
-def server(database: Database, tmp_path: Path) -> Iterator[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ALLIANCE_")}
-    env["ALLIANCE_DATABASE_URL"] = database.url
-    with running_server(["serve", "--port", str(free_port())], env, tmp_path / "server.log") as base:
-        yield base
+def server(live_server: LiveServer) -> str:
+    return live_server.base
 
 
 @pytest.fixture
@@ -116,12 +110,8 @@ def test_a_refused_rotation_changes_nothing_and_an_interrupted_one_is_finished(
     passphrase = a.env["ALLIANCE_AGENT_PASSPHRASE"]
     before = public_key(a.home / "signing.key", passphrase)
 
-    refused = subprocess.run(
-        [*PARTNER, "signing-key", "rotate"],
-        env={**a.env, "ALLIANCE_API_KEY": "bax_00000000_" + "x" * 43},
-        capture_output=True,
-        text=True,
-        timeout=120,
+    refused = commands.run(
+        commands.PARTNER, ["signing-key", "rotate"], {**a.env, "ALLIANCE_API_KEY": "bax_00000000_" + "x" * 43}
     )
     assert refused.returncode == 1 and "unauthenticated" in refused.stderr
     assert public_key(a.home / "signing.key", passphrase) == before

@@ -1,5 +1,6 @@
-"""End to end: two (three) partner agents, run as the ``alliance-partner`` command line, against a real
-``alliance serve`` on SQLite and PostgreSQL. They generate keys, sign contracts, publish segments of a
+"""End to end: two (three) partner agents, run as the ``alliance-partner`` command line (in-process, see
+``tests/commands.py``; the background agents as processes of their own), against a real ``alliance serve``
+(shared by the module's tests) on SQLite and PostgreSQL. They generate keys, sign contracts, publish segments of a
 few thousand phone numbers with a known overlap, match them under both disclosure policies, and one of
 them refuses to re-blind beyond the allowance it gave its counterparty."""
 
@@ -20,11 +21,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from privacy.blind import hash_and_blind_batch
 from privacy.keys import clamp_scalar
-from tests.conftest import Database
+from tests import commands
+from tests.conftest import LiveServer
 from tests.helpers import BrandHandle, make_brand
-from tests.procs import free_port, running_server
 
-PARTNER = [sys.executable, "-m", "alliance.partner.cli"]
+PARTNER_PROCESS = [sys.executable, "-m", "alliance.partner.cli"]
 EPOCH = "2026-11"
 
 
@@ -33,11 +34,8 @@ def phone(i: int) -> str:
 
 
 @pytest.fixture
-def server(database: Database, tmp_path: Path) -> Iterator[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ALLIANCE_")}
-    env["ALLIANCE_DATABASE_URL"] = database.url
-    with running_server(["serve", "--port", str(free_port())], env, tmp_path / "server.log") as base:
-        yield base
+def server(live_server: LiveServer) -> str:
+    return live_server.base
 
 
 class Brand:
@@ -55,8 +53,8 @@ class Brand:
         )
         self.home = home
 
-    def cli(self, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run([*PARTNER, *args], env=self.env, capture_output=True, text=True, timeout=300)
+    def cli(self, *args: str, ok: bool = True) -> commands.CommandResult:
+        done = commands.run(commands.PARTNER, args, self.env)
         if ok:
             assert done.returncode == 0, f"{args}: {done.stdout}\n{done.stderr}"
         assert "Traceback" not in done.stderr, done.stderr
@@ -66,8 +64,9 @@ class Brand:
         return json.loads(self.cli(*args, "--json").stdout)
 
     def background_agent(self) -> subprocess.Popen[str]:
+        """The agent as brands run it: a long-lived process of its own, beside the command line."""
         return subprocess.Popen(
-            [*PARTNER, "agent", "--poll", "0.2", "--quiet"],
+            [*PARTNER_PROCESS, "agent", "--poll", "0.2", "--quiet"],
             env=self.env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

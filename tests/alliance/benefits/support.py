@@ -3,20 +3,11 @@ through the contracts service, benefits, coupons and redemptions through the par
 
 from __future__ import annotations
 
-import contextlib
-import os
-import socket
-import subprocess
-import sys
-import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
@@ -35,7 +26,6 @@ __all__ = [
     "make_contract",
     "publish",
     "redeem",
-    "running_server",
 ]
 
 
@@ -146,40 +136,3 @@ async def redeem(
     body["channel"] = "store"
     body.update(changes)
     return await client.post("/v1/redemptions", json=body, headers={**funder.headers, **idem()})
-
-
-ALLIANCE = [sys.executable, "-m", "alliance.cli"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextlib.contextmanager
-def running_server(database_url: str, log_path: Path, **env_overrides: str) -> Iterator[str]:
-    """``alliance serve`` as a subprocess on a free port; yields its base URL, stops it afterwards."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ALLIANCE_")}
-    env.update({"ALLIANCE_DATABASE_URL": database_url, **env_overrides})
-    port = free_port()
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [*ALLIANCE, "serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"server did not start:\n{log_path.read_text()}")
-            time.sleep(0.1)
-        yield base
-    finally:
-        process.terminate()
-        process.wait(timeout=15)

@@ -1,6 +1,7 @@
 """Exactly once and never overspent, through the real HTTP server with concurrent clients.
 
-``alliance serve`` runs as a subprocess on the test database; many httpx requests race at once. On
+``alliance serve`` runs as a subprocess on the test database (shared by this module's tests); many httpx
+requests race at once. On
 SQLite the server must queue writers (busy timeout), never answer 500.
 """
 
@@ -9,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,8 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 import contracts
 from alliance.db.models import Benefit, CommissionMonthTotal, Redemption
-from tests.alliance.benefits.support import issue, make_contract, publish, running_server
-from tests.conftest import Database
+from tests.alliance.benefits.support import issue, make_contract, publish
+from tests.conftest import LiveServer
 from tests.helpers import BrandHandle
 
 
@@ -46,14 +46,12 @@ async def test_fifty_concurrent_redemptions_of_one_code_succeed_once(
     session: AsyncSession,
     brand_a: BrandHandle,
     brand_b: BrandHandle,
-    database: Database,
-    tmp_path: Path,
+    live_server: LiveServer,
 ) -> None:
     await make_contract(sessions, brand_a, brand_b)
     benefit = await publish(client, brand_a, [brand_b])
     [code] = await issue(client, brand_b, benefit["id"], 1)
-    with running_server(database.url, tmp_path / "server.log") as base:
-        responses = await _race(base, brand_a.headers, [_body(code) for _ in range(50)])
+    responses = await _race(live_server.base, brand_a.headers, [_body(code) for _ in range(50)])
     statuses = Counter(r.status_code for r in responses)
     assert statuses == {201: 1, 409: 49}, statuses
     assert {r.json()["type"] for r in responses if r.status_code == 409} == {"urn:bax:problem:coupon-already-redeemed"}
@@ -68,8 +66,7 @@ async def test_two_hundred_concurrent_redemptions_never_overspend_a_budget_of_on
     session: AsyncSession,
     brand_a: BrandHandle,
     brand_b: BrandHandle,
-    database: Database,
-    tmp_path: Path,
+    live_server: LiveServer,
 ) -> None:
     # A monthly cap on the commission too: 40 x 100 would exceed it, so it must stop at exactly 1000.
     await make_contract(
@@ -77,8 +74,7 @@ async def test_two_hundred_concurrent_redemptions_never_overspend_a_budget_of_on
     )
     benefit = await publish(client, brand_a, [brand_b], budget_count=100, budget_amount=1_000_000)
     codes = await issue(client, brand_b, benefit["id"], 200)
-    with running_server(database.url, tmp_path / "server.log") as base:
-        responses = await _race(base, brand_a.headers, [_body(code) for code in codes])
+    responses = await _race(live_server.base, brand_a.headers, [_body(code) for code in codes])
     statuses = Counter(r.status_code for r in responses)
     assert statuses == {201: 100, 409: 100}, statuses
     assert {r.json()["type"] for r in responses if r.status_code == 409} == {"urn:bax:problem:budget-exhausted"}

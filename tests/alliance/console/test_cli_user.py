@@ -3,32 +3,25 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alliance.console import service
 from alliance.core.problems import Problem
+from tests import commands
 from tests.conftest import Database
 from tests.helpers import TEST_AUDIT
-
-ALLIANCE = [sys.executable, "-m", "alliance.cli"]
+from tests.procs import exchange_env
 
 
 @pytest.fixture
 def cli_env(database: Database) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ALLIANCE_")}
-    env["ALLIANCE_DATABASE_URL"] = database.url
-    return env
+    return exchange_env(database.url)
 
 
-def _run(args: list[str], env: dict[str, str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*ALLIANCE, *args], env=env, input=stdin, capture_output=True, text=True, timeout=120, check=False
-    )
+def _run(args: list[str], env: dict[str, str], stdin: str | None = None) -> commands.CommandResult:
+    return commands.run(commands.ALLIANCE, args, env, stdin)
 
 
 def test_user_add_and_list(cli_env: dict[str, str], sessions: object) -> None:

@@ -8,8 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,15 +28,14 @@ from alliance.db.models import AuditEntry, SettlementStatement, StatementKey
 from alliance.db.session import create_engine
 from alliance.settlement.service import build_statements
 from alliance.settlement.signing import key_id_of
+from tests import commands
 from tests.alliance.ledger.support import owes
 from tests.alliance.settlement.support import APRIL, MARCH, Alliance, close, march_activity, post
 from tests.conftest import Database, drop_pg_database, fresh_database
 
-ALLIANCE = [sys.executable, "-m", "alliance.cli"]
 
-
-def run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*ALLIANCE, *args], env=env, capture_output=True, text=True, timeout=120)
+def run_cli(args: list[str], env: dict[str, str]) -> commands.CommandResult:
+    return commands.run(commands.ALLIANCE, args, env)
 
 
 def cli_env(database: Database, key_file: str = "") -> dict[str, str]:

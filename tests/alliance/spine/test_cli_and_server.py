@@ -1,9 +1,10 @@
-"""The real thing: ``alliance`` as a subprocess, and ``alliance serve`` as a real HTTP server."""
+"""The real thing: ``alliance`` and ``alliance-partner`` as installed console scripts in their own
+processes (one smoke test each), the rest of the command line in-process (``tests/commands.py``), and
+``alliance serve`` as a real HTTP server."""
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -13,29 +14,50 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests import commands
 from tests.conftest import Database
-from tests.procs import free_port, running_server
+from tests.procs import exchange_env, running_server
 
-ALLIANCE = [sys.executable, "-m", "alliance.cli"]
+SCRIPTS = Path(sys.executable).parent  # the virtual environment's bin/, where pip put the console scripts
 
 
-def run_cli(args: list[str], env: dict[str, str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*ALLIANCE, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=120)
+def run_cli(args: list[str], env: dict[str, str]) -> commands.CommandResult:
+    return commands.run(commands.ALLIANCE, args, env)
 
 
 @pytest.fixture
 def cli_env(database: Database) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ALLIANCE_")}
-    env["ALLIANCE_DATABASE_URL"] = database.url
-    return env
+    return exchange_env(database.url)
 
 
-@pytest.fixture
-def server(cli_env: dict[str, str], tmp_path: Path) -> Iterator[tuple[str, Path]]:
+@pytest.fixture(scope="module")
+def server(database: Database, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     """``alliance serve`` on a free port with JSON logs; yields its base URL and its log file."""
-    log_path = tmp_path / "server.log"
-    with running_server(["serve", "--port", str(free_port()), "--log-format", "json"], cli_env, log_path) as base:
+    log_path = tmp_path_factory.mktemp("json-server") / "server.log"
+    with running_server(["serve", "--log-format", "json"], exchange_env(database.url), log_path) as base:
         yield base, log_path
+
+
+def test_installed_alliance_script_runs_in_its_own_process(cli_env: dict[str, str], sessions: object) -> None:
+    added = subprocess.run(
+        [str(SCRIPTS / "alliance"), "brand", "add", "Console Script 脚本", "--json"],
+        env=cli_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert added.returncode == 0, added.stderr
+    assert json.loads(added.stdout)["api_key"]["secret"].startswith("bax_")
+    refused = subprocess.run(
+        [str(SCRIPTS / "alliance"), "brand", "list"],
+        env={**cli_env, "ALLIANCE_DATABASE_URL": "mysql://nope"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert refused.returncode == 2
+    assert "ALLIANCE_DATABASE_URL" in refused.stderr
+    assert "Traceback" not in refused.stderr
 
 
 def test_cli_onboards_brands_and_manages_keys(cli_env: dict[str, str], sessions: object) -> None:
@@ -106,13 +128,10 @@ def test_partner_agent_talks_to_the_real_server(
     base, _ = server
     created = json.loads(run_cli(["brand", "add", "Home Appliances 家电", "--json"], cli_env).stdout)
     env = {**cli_env, "ALLIANCE_URL": base, "ALLIANCE_API_KEY": created["api_key"]["secret"]}
-    partner = [sys.executable, "-m", "alliance.partner.cli"]
-    me = subprocess.run([*partner, "me"], env=env, capture_output=True, text=True, timeout=60)
+    me = subprocess.run([str(SCRIPTS / "alliance-partner"), "me"], env=env, capture_output=True, text=True, timeout=60)
     assert me.returncode == 0, me.stderr
     assert "Home Appliances 家电" in me.stdout
-    refused = subprocess.run(
-        [*partner, "me"], env={**env, "ALLIANCE_API_KEY": "bax_x_y"}, capture_output=True, text=True, timeout=60
-    )
+    refused = commands.run(commands.PARTNER, ["me"], {**env, "ALLIANCE_API_KEY": "bax_x_y"})
     assert refused.returncode == 1
     assert "urn:bax:problem:unauthenticated" in refused.stderr
     assert "Traceback" not in refused.stderr
