@@ -14,6 +14,7 @@ test file runs on one worker per backend (``pytest_xdist_make_scheduler``).
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import secrets
 import subprocess
@@ -29,7 +30,7 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, close_all_sessions
 
 from alliance.app import create_app
 from alliance.core.settings import Settings
@@ -241,8 +242,14 @@ async def _empty_tables(factory: async_sessionmaker[AsyncSession]) -> None:
             except DBAPIError as exc:
                 # A live server shared by a module's tests may be sealing the ledger meanwhile: PostgreSQL
                 # then breaks the deadlock by aborting one of the two; if it is this one, go again.
-                if getattr(exc.orig, "sqlstate", None) != "40P01" or attempt == 4:
+                sqlite_locked = "database is locked" in str(exc.orig)
+                if not (getattr(exc.orig, "sqlstate", None) == "40P01" or sqlite_locked) or attempt == 4:
                     raise
+                if sqlite_locked:
+                    # An earlier test left a write transaction on a connection nothing refers to any more
+                    # (its event loop is gone): collecting it closes the connection and rolls back.
+                    await session.rollback()
+                    gc.collect()
 
 
 async def _empty_pg_tables(session: AsyncSession, tables: list[str]) -> None:
@@ -327,6 +334,7 @@ async def sessions(settings: Settings) -> AsyncIterator[async_sessionmaker[Async
     factory = create_session_factory(engine)
     await _empty_tables(factory)
     yield factory
+    await close_all_sessions()  # a session the test left open must not keep a SQLite write lock
     await engine.dispose()
 
 
