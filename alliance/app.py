@@ -23,7 +23,7 @@ from alliance.core.audit import provide_audit
 from alliance.core.auth import admin_guard, brand_guard, provide_admin, provide_caller
 from alliance.core.database import database_exception_handlers, provide_db
 from alliance.core.heap import frozen_startup_heap
-from alliance.core.limits import RequestBounds
+from alliance.core.limits import enforce_request_bounds
 from alliance.core.logs import RequestContextMiddleware, configure_logging
 from alliance.core.openapi import StrictStructSchemaPlugin
 from alliance.core.problems import document_problems, exception_handlers
@@ -123,7 +123,8 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
             "audit": Provide(provide_audit, sync_to_thread=False),
         },
         exception_handlers={**exception_handlers, **database_exception_handlers},  # outages: 503, not 500
-        middleware=[prometheus.middleware, RequestBounds()],  # deep JSON, NUL: 400 before decoding
+        middleware=[prometheus.middleware],
+        before_request=enforce_request_bounds,  # deep JSON, NUL: 400 before any decoding
         plugins=[StrictStructSchemaPlugin()],  # forbid_unknown_fields bodies: additionalProperties false
         # The workers need the database's session factory; the heap is frozen once everything has started.
         lifespan=[database, webhook_worker, ledger_sealer, *([frozen_startup_heap] if settings.freeze_heap else [])],

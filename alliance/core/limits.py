@@ -3,7 +3,7 @@
 The body size is bounded by Litestar (``request_max_body_size``); field lengths, array lengths and money
 by each schema's constraints. What no schema can bound is nesting: msgspec recurses once per level, so
 a JSON body nested about a thousand levels deep ends in a ``RecursionError`` - a 500 - on any JSON route,
-whatever its schema. :class:`RequestBounds` refuses such bodies with 400 ``body-too-deep`` first.
+whatever its schema. :func:`enforce_request_bounds` refuses such bodies with 400 ``body-too-deep`` first.
 
 It also refuses text holding U+0000 (NUL) in a JSON body, the path or the query with 400 ``invalid-text``
 on every backend: PostgreSQL cannot store it, SQLite can, and the two backends must answer alike.
@@ -15,13 +15,10 @@ import re
 from typing import Any
 
 from litestar import Request
-from litestar.enums import ScopeType
-from litestar.middleware import ASGIMiddleware
-from litestar.types import ASGIApp, Receive, Scope, Send
 
 from alliance.core.problems import Problem
 
-__all__ = ["MAX_JSON_DEPTH", "RequestBounds", "has_nul", "json_too_deep"]
+__all__ = ["MAX_JSON_DEPTH", "enforce_request_bounds", "has_nul", "json_too_deep"]
 
 MAX_JSON_DEPTH = 32
 """Deepest nesting of arrays and objects in any JSON body; our deepest schema needs 4."""
@@ -60,31 +57,27 @@ def has_nul(raw: bytes) -> bool:
 _INVALID_TEXT = "text in the request contains a character the exchange cannot store (NUL, U+0000)"
 
 
-class RequestBounds(ASGIMiddleware):
-    """Refuse, before any handler runs, a JSON body nested deeper than `MAX_JSON_DEPTH` and NUL in text.
+async def enforce_request_bounds(request: Request[Any, Any, Any]) -> None:
+    """The app's ``before_request`` hook: refuse, before any handler or body decoding runs, a JSON body
+    nested deeper than `MAX_JSON_DEPTH` and NUL in text (body, path or query).
 
-    The body read here is the one Litestar keeps for the handler (it is read once, under the route's
-    body-size limit).
+    A hook, not a middleware: it uses the request Litestar has built anyway, and the body it reads is
+    the one Litestar keeps for the handler (read once, under the route's body-size limit).
     """
-
-    scopes = (ScopeType.HTTP,)
-
-    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
-        if "\x00" in scope["path"] or b"%00" in scope["query_string"] or b"\x00" in scope["query_string"]:
+    scope = request.scope
+    if "\x00" in scope["path"] or b"%00" in scope["query_string"] or b"\x00" in scope["query_string"]:
+        raise Problem(400, "invalid-text", _INVALID_TEXT)
+    if scope["method"] in _BODY_METHODS and _decodes_json(scope["route_handler"]):
+        body = await request.body()
+        if json_too_deep(body):
+            raise Problem(
+                400,
+                "body-too-deep",
+                f"the JSON body nests arrays and objects more than {MAX_JSON_DEPTH} levels deep",
+                extra={"max_depth": MAX_JSON_DEPTH},
+            )
+        if has_nul(body):
             raise Problem(400, "invalid-text", _INVALID_TEXT)
-        if scope.get("method") in _BODY_METHODS and _decodes_json(scope["route_handler"]):
-            request: Request[Any, Any, Any] = Request(scope, receive)
-            body = await request.body()
-            if json_too_deep(body):
-                raise Problem(
-                    400,
-                    "body-too-deep",
-                    f"the JSON body nests arrays and objects more than {MAX_JSON_DEPTH} levels deep",
-                    extra={"max_depth": MAX_JSON_DEPTH},
-                )
-            if has_nul(body):
-                raise Problem(400, "invalid-text", _INVALID_TEXT)
-        await next_app(scope, receive, send)
 
 
 _DECODES_JSON: dict[int, bool] = {}
