@@ -34,6 +34,7 @@ from alliance.core.problems import Problem
 from alliance.db.models import CommissionMonthTotal, Contract, ContractReview, ContractSignature, ContractVersion
 from alliance.db.rows import json_list
 from alliance.ledger import posting
+from contracts.bounds import MAX_TOTAL
 
 __all__ = [
     "Booking",
@@ -268,11 +269,15 @@ def add_to_total(dialect: str, gate: ColumnElement[bool] | None = None) -> Any:
     cap = bindparam("t_cap", type_=BigInteger())
     guard = bindparam("t_guard", type_=String())
     total = totals.c.total
-    condition = or_(
-        guard.is_(None),
-        and_(guard == "fits", total + amount <= cap),  # uncapped: any total with room for it gives that price
-        and_(guard == "reaches", total + amount == cap),  # capped: exactly the total that leaves this much room
-        and_(guard == "at-cap", total >= cap),  # nothing left under the cap
+    condition = and_(
+        or_(
+            guard.is_(None),
+            and_(guard == "fits", total + amount <= cap),  # uncapped: any total with room for it gives that price
+            and_(guard == "reaches", total + amount == cap),  # capped: exactly the total that leaves this much room
+            and_(guard == "at-cap", total >= cap),  # nothing left under the cap
+        ),
+        total + amount
+        <= MAX_TOTAL,  # a running total never passes the bound (contracts.bounds): a 409, not an overflow
     )
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
     source = select(
