@@ -259,9 +259,11 @@ def cmd_ledger_quarantine(args: argparse.Namespace) -> None:
     from alliance.ledger import quarantine
 
     async def work(session: AsyncSession) -> Any:
-        if args.quarantine_command != "list":
+        if args.quarantine_command == "list":
+            rows = await quarantine.list_quarantine(session, args.status)
+        else:
             await quarantine.resolve(session, cli_audit_context(), args.transaction_id, args.quarantine_command)
-        rows = await quarantine.list_quarantine(session, None if args.quarantine_command != "list" else args.status)
+            rows = await quarantine.list_quarantine(session, transaction_id=args.transaction_id)
         return [
             {
                 "transaction_id": r.transaction_id,
@@ -272,7 +274,6 @@ def cmd_ledger_quarantine(args: argparse.Namespace) -> None:
                 "resolved_by": r.resolved_by,
             }
             for r in rows
-            if args.quarantine_command == "list" or r.transaction_id == args.transaction_id
         ]
 
     rows = _run_db(_settings(args), work)

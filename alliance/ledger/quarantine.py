@@ -17,7 +17,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from prometheus_client import Gauge
-from sqlalchemy import ColumnElement, Table, exists, func, insert, select, update
+from sqlalchemy import ColumnElement, Table, exists, func, insert, literal_column, select, update
+from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alliance.core.audit import AuditContext, record_audit
@@ -76,10 +77,13 @@ def not_held(transaction_id: Any) -> ColumnElement[bool]:
     return ~exists().where(_q.c.transaction_id == transaction_id, _q.c.status != "released")
 
 
-NOT_HELD_SQL = (
-    "NOT EXISTS (SELECT 1 FROM ledger_quarantine AS q WHERE q.transaction_id = t.id AND q.status <> 'released')"
+NOT_HELD_SQL = str(
+    not_held(literal_column("t.id")).compile(
+        dialect=asyncpg_dialect(),  # type: ignore[no-untyped-call]
+        compile_kwargs={"literal_binds": True},
+    )
 )
-"""`not_held` as SQL text for the sealer's asyncpg store (``t`` is ``ledger_transactions``)."""
+"""`not_held` compiled to SQL text for the sealer's asyncpg store (``t`` is ``ledger_transactions``)."""
 
 
 async def hold(session: AsyncSession, held: Sequence[tuple[str, str, str]]) -> None:
@@ -116,11 +120,15 @@ async def held_count(session: AsyncSession, period: str | None = None) -> int:
     return count
 
 
-async def list_quarantine(session: AsyncSession, status: str | None = None) -> list[LedgerQuarantine]:
+async def list_quarantine(
+    session: AsyncSession, status: str | None = None, transaction_id: str | None = None
+) -> list[LedgerQuarantine]:
     """Quarantine rows, newest first (``status`` filters: held, released, excluded)."""
     query = select(LedgerQuarantine).order_by(LedgerQuarantine.quarantined_at.desc())
     if status is not None:
         query = query.where(LedgerQuarantine.status == status)
+    if transaction_id is not None:
+        query = query.where(LedgerQuarantine.transaction_id == transaction_id)
     return list((await session.scalars(query)).all())
 
 
