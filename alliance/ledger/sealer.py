@@ -294,12 +294,13 @@ def _hash(r: _Pending, seq: int, prev_hash: str, now: datetime, postings: list[C
 async def run_sealer(factory: async_sessionmaker[AsyncSession], interval: float = SEAL_INTERVAL) -> None:
     """Seal forever: every ``interval`` seconds, immediately again while a full round found more.
 
-    A round that fails for another reason than an outage is retried one transaction at a time; the
-    transaction that fails on its own is held in the quarantine (`alliance.ledger.quarantine`), so the
-    others keep sealing. Every ``GAUGE_SECONDS`` the held count is read for the metric.
+    A round that fails for another reason than an outage is retried one transaction at a time, for as
+    many transactions as that round could hold; the one that fails on its own is held in the quarantine
+    (`alliance.ledger.quarantine`), so the others keep sealing. Every ``GAUGE_SECONDS`` the held count
+    is read for the metric.
     """
     failures = 0
-    batch = SEAL_BATCH
+    probe_left = 0  # > 0: looking for the failing transaction, one per round
     gauge_due = 0.0
     loop = asyncio.get_running_loop()
     while True:
@@ -307,10 +308,13 @@ async def run_sealer(factory: async_sessionmaker[AsyncSession], interval: float 
         try:
             async with factory() as session, session.begin():
                 if await has_pending(session):  # idle: no write, no lock, no WAL traffic
-                    sealed = await seal_pending(session, max_batches=10 if batch > 1 else 1, batch=batch)
-                    busy = sealed >= 10 * SEAL_BATCH or batch == 1
-                elif batch == 1:
-                    batch = SEAL_BATCH  # the probe found nothing left to seal
+                    if probe_left:
+                        await seal_pending(session, max_batches=1, batch=1)
+                        probe_left, busy = probe_left - 1, True
+                    else:
+                        busy = await seal_pending(session, max_batches=ROUND_BATCHES) >= ROUND_BATCHES * SEAL_BATCH
+                else:
+                    probe_left = 0
                 if loop.time() >= gauge_due:
                     gauge_due = loop.time() + GAUGE_SECONDS
                     await quarantine.held_count(session)
@@ -318,12 +322,10 @@ async def run_sealer(factory: async_sessionmaker[AsyncSession], interval: float 
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            if not database_unavailable(exc) and batch == 1:  # this very transaction fails on its own
-                await _hold_oldest(factory, exc)
-                batch = SEAL_BATCH
-                continue
             if not database_unavailable(exc):
-                batch = 1  # find the transaction that fails: seal one at a time
+                if probe_left:  # this very transaction fails on its own
+                    await _hold_oldest(factory, exc)
+                probe_left = 0 if probe_left else ROUND_BATCHES * SEAL_BATCH
                 continue
             failures += 1
             if failures == 1 or failures % 100 == 0:
@@ -332,24 +334,16 @@ async def run_sealer(factory: async_sessionmaker[AsyncSession], interval: float 
 
 
 GAUGE_SECONDS = 10.0
+ROUND_BATCHES = 10
 
 
 async def _hold_oldest(factory: async_sessionmaker[AsyncSession], exc: Exception) -> None:
-    """Hold the oldest sealable transaction: sealing it alone just failed with ``exc``."""
+    """Hold the next transaction to seal: sealing it alone just failed with ``exc``."""
     reason = f"sealing failed in the database: {type(exc).__name__}: {exc}"
-    t = _table(LedgerTransaction)
     try:
         async with factory() as session, session.begin():
-            row = (
-                await session.execute(
-                    select(t.c.id, t.c.period)
-                    .where(t.c.seq.is_(None), quarantine.not_held(t.c.id))
-                    .order_by(t.c.posted_at, t.c.id)
-                    .limit(1)
-                )
-            ).first()
-            if row is not None:
-                await quarantine.hold(session, [(row.id, row.period, reason)])
+            oldest, _ = await _CoreStore(session).unsealed(1)
+            await quarantine.hold(session, [(r.id, r.period, reason) for r in oldest])
     except Exception:  # an outage meanwhile: the next round finds the failure again
         log.exception("ledger sealer could not quarantine a failing transaction; retrying")
 
